@@ -83,6 +83,9 @@ def _prepend(var, value):
 _prepend("AMENT_PREFIX_PATH", sys.prefix)
 _prepend("AMENT_PREFIX_PATH", _prefix)
 _prepend("LD_LIBRARY_PATH", os.path.join(_prefix, "lib"))
+# Large images over best-effort QoS need a bigger shared-memory segment (config/fastdds.xml).
+if not os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
+    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", "$ROOT/config/fastdds.xml")
 PYEOF
 echo "import _facephi_ros_env" > "$SITE/facephi_ros_env.pth"
 

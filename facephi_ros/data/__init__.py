@@ -1,0 +1,1 @@
+"""Data helpers: labelled image folders, synthetic streams composed from real faces."""

@@ -1,0 +1,146 @@
+"""face_mesh node: images -> MediaPipe FaceLandmarker -> tracked FaceLandmarksArray.
+
+Subscribes /camera/image_raw (sensor-data QoS). The subscription callback only stores the newest
+image; a worker thread runs the landmarker on it, so a slow frame never builds a backlog:
+frames replaced before they were processed are counted as dropped. Publishes
+/facephi/faces (FaceLandmarksArray, one per processed frame, also when empty), /diagnostics,
+and /facephi/debug_image (mesh drawn) only when publish_debug_image is true: no other pixels
+leave this node.
+"""
+from __future__ import annotations
+
+import array
+import threading
+import time
+
+import cv2
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from facephi_ros.msg import FaceLandmarksArray
+
+from ..landmarks.image import ImageError, image_to_rgb
+from ..landmarks.landmarker import Landmarker
+from ..landmarks.tracker import FaceTracker
+from .common import DEBUG_IMAGE_TOPIC, FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS, Diagnostics, declare, reliable_qos, run_node
+from .convert import face_to_msg, make_array
+from .latest import LatestSlot
+
+# A stamp more than this far behind the previous one is a time reset (a bag or video that
+# looped, simulated time restarted): the landmarker and tracker start again.
+TIME_RESET_S = 1.0
+
+
+class FaceMeshNode(Node):
+    def __init__(self):
+        super().__init__("face_mesh")
+        self.p = declare(self, {
+            "model_path": "", "num_faces": 4, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
+            "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
+            "publish_debug_image": False, "max_image_pixels": 4096 * 4096,
+        })
+        self.landmarker = self._make_landmarker()  # AssetError -> one line, exit 2 (run_node)
+        self.tracker = FaceTracker(max_missed=self.p["max_missed_frames"], min_hits=self.p["min_hits"])
+        self.pub = self.create_publisher(FaceLandmarksArray, FACES_TOPIC, reliable_qos())
+        self.debug_pub = self.create_publisher(Image, DEBUG_IMAGE_TOPIC, SENSOR_QOS) if self.p["publish_debug_image"] else None
+        self.diag = Diagnostics(self)
+        self.slot = LatestSlot()
+        self._last_ts_ms = None
+        self._dropped_reported = 0
+        self.sub = self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_QOS)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, daemon=True)
+        self._worker.start()
+        self.get_logger().info(f"face mesh ready: up to {self.p['num_faces']} faces, debug image "
+                               f"{'on' if self.debug_pub else 'off'}")
+
+    def _make_landmarker(self) -> Landmarker:
+        return Landmarker(self.p["model_path"] or None, num_faces=self.p["num_faces"], video=True,
+                          min_detection_confidence=self.p["min_detection_confidence"],
+                          min_presence_confidence=self.p["min_presence_confidence"],
+                          min_tracking_confidence=self.p["min_tracking_confidence"])
+
+    def _on_image(self, msg: Image) -> None:
+        self.diag.count("received")
+        if self.slot.put(msg):
+            self.diag.count("dropped")
+
+    def _bad(self, kind: str, text: str) -> None:
+        self.diag.count(kind)
+        self.get_logger().error(text, throttle_duration_sec=5.0)
+
+    def _work(self) -> None:
+        while self._running:
+            msg = self.slot.take(timeout=0.5)
+            if msg is None:
+                continue
+            try:
+                self._process(msg)
+            except Exception as e:  # never let one frame kill the worker
+                self._bad("errors", f"frame failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+    def _process(self, msg: Image) -> None:
+        t0 = time.perf_counter()
+        try:
+            rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data, self.p["max_image_pixels"])
+        except ImageError as e:
+            self._bad("bad_images", f"image skipped: {e}")
+            return
+        ts_ms = msg.header.stamp.sec * 1000 + msg.header.stamp.nanosec // 1_000_000
+        if self._last_ts_ms is not None and ts_ms <= self._last_ts_ms:
+            if self._last_ts_ms - ts_ms > TIME_RESET_S * 1000:
+                self.get_logger().warn(f"image stamps jumped back {(self._last_ts_ms - ts_ms) / 1000:.1f} s: restarting landmarker and tracker")
+                self.diag.count("time_resets")
+                self.landmarker.close()
+                self.landmarker = self._make_landmarker()
+                self.tracker.reset()
+            else:
+                kind = "duplicate_stamps" if ts_ms == self._last_ts_ms else "out_of_order_stamps"
+                self._bad(kind, f"image skipped: stamp {ts_ms / 1000:.3f} s is not after the previous frame's ({kind.replace('_', ' ')})")
+                return
+        self._last_ts_ms = ts_ms
+        faces = self.landmarker.detect(rgb, ts_ms)
+        ids, scores = self.tracker.update([f.bbox for f in faces], [f.landmarks for f in faces], ts_ms / 1000.0)
+        out = [face_to_msg(f, i, s, msg.header, msg.width, msg.height) for f, i, s in zip(faces, ids, scores) if i]
+        dropped = self.slot.dropped - self._dropped_reported
+        self._dropped_reported = self.slot.dropped
+        dt = time.perf_counter() - t0
+        self.pub.publish(make_array(msg.header, msg.width, msg.height, out, dt, dropped))
+        self.diag.count("frames")
+        self.diag.time(dt)
+        self.diag.set("faces", len(out))
+        self.diag.set("tracks", len(self.tracker.tracks))
+        if self.diag.level != DiagnosticStatus.OK:
+            self.diag.status(DiagnosticStatus.OK, "ok")
+        if self.debug_pub is not None:
+            self.debug_pub.publish(self._debug_image(rgb, faces, ids, msg))
+
+    @staticmethod
+    def _debug_image(rgb: np.ndarray, faces, ids, src: Image) -> Image:
+        img = rgb.copy()
+        h, w = img.shape[:2]
+        for f, i in zip(faces, ids):
+            for x, y, _ in f.landmarks[::2]:
+                cv2.circle(img, (int(x * w), int(y * h)), 1, (0, 255, 0), -1)
+            x, y, bw, bh = f.bbox.astype(int)
+            cv2.rectangle(img, (x, y), (x + bw, y + bh), (255, 200, 0), 1)
+            cv2.putText(img, f"id {i}" if i else "new", (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 200, 0), 1)
+        out = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3, data=array.array("B", img.tobytes()))
+        out.header = src.header
+        return out
+
+    def close(self) -> None:
+        self._running = False
+        self.slot.close()
+        self._worker.join(timeout=2.0)
+        self.landmarker.close()
+
+
+def main(args=None) -> int:
+    return run_node(FaceMeshNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
