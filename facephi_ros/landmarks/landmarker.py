@@ -118,8 +118,9 @@ class Landmarker:
 
 
 def prepare_small_image(gray_or_rgb: np.ndarray, size: int = 192, pad_fraction: float = 0.25) -> np.ndarray:
-    """Upscale a small face crop (FER2013 is 48x48) bicubically and pad it by `pad_fraction` of its
-    size on every side: MediaPipe's detector finds ~97% of FER2013 faces this way (PLATFORM.md)."""
+    """Upscale a small face crop (FER2013 is 48x48) bicubically and pad it with black by
+    `pad_fraction` of its size on every side. MediaPipe's short-range detector misses faces that
+    fill the whole frame; on a 400-image FER2013 sample this finds 95.5% (replicated borders: 91%)."""
     import cv2
 
     img = gray_or_rgb
@@ -127,4 +128,4 @@ def prepare_small_image(gray_or_rgb: np.ndarray, size: int = 192, pad_fraction: 
         img = np.repeat(img[:, :, None], 3, axis=2)
     img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
     pad = int(round(size * pad_fraction))
-    return cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    return cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))

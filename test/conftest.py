@@ -1,0 +1,48 @@
+"""Shared test fixtures: real rclpy nodes in separate processes, on localhost, in a domain of
+their own; the real face data in ../shared/data (override with FACEPHI_DATA)."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("FACEPHI_DATA", REPO.parent / "shared" / "data"))
+FACES = DATA / "faces"
+
+# One DDS domain per test session, so parallel sessions and robots on the network do not mix.
+os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(101, 200))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"test data {path} not found (set FACEPHI_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    return need(FACES)
+
+
+@pytest.fixture(scope="session")
+def ros():
+    """rclpy initialised once for the test process (the side that feeds and listens)."""
+    import rclpy
+
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+@pytest.fixture()
+def probe(ros):
+    from rosnodes import Probe
+
+    p = Probe()
+    yield p
+    p.close()

@@ -1,0 +1,168 @@
+"""Test helpers: start facephi_ros node executables as processes; a probe node that publishes
+and records in the test process."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from facephi_ros.launcher import package_paths
+
+
+class NodeProcess:
+    """A node executable from the install prefix, with parameters, logging to a file."""
+
+    def __init__(self, executable: str, name: str, params: dict | None = None, extra_args: list[str] | None = None):
+        lib_dir, params_file = package_paths()
+        self.tmp = tempfile.TemporaryDirectory(prefix=f"facephi-{name}-")
+        cmd = [str(lib_dir / executable), "--ros-args", "-r", f"__node:={name}", "--params-file", str(params_file)]
+        if params:
+            f = Path(self.tmp.name) / "params.yaml"
+            f.write_text(yaml.safe_dump({name: {"ros__parameters": params}}))
+            cmd += ["--params-file", str(f)]
+        cmd += extra_args or []
+        self.log_path = Path(self.tmp.name) / "log.txt"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait_log(self, text: str, timeout: float = 20.0) -> bool:
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if text in self.log:
+                return True
+            if not self.alive():
+                return text in self.log
+            time.sleep(0.1)
+        return False
+
+    def stop(self, sig=signal.SIGINT, timeout: float = 10.0) -> int:
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        self.tmp.cleanup()
+
+
+class Probe:
+    """An rclpy node in the test process, spun in a background thread."""
+
+    def __init__(self, name: str = "probe"):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        self.node = Node(f"{name}_{os.getpid()}_{int(time.monotonic() * 1000) % 100000}")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = {}
+        self.lock = threading.Lock()
+        self._stop = False
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+        self._rclpy = rclpy
+
+    def _spin(self):
+        while not self._stop:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def subscribe(self, msg_type, topic: str, qos=None, raw: bool = False):
+        from facephi_ros.nodes.common import reliable_qos
+
+        self.received.setdefault(topic, [])
+
+        def cb(m):
+            with self.lock:
+                self.received[topic].append((time.monotonic(), m))
+
+        self.node.create_subscription(msg_type, topic, cb, qos or reliable_qos(50), raw=raw)
+
+    def messages(self, topic: str) -> list:
+        with self.lock:
+            return [m for _, m in self.received.get(topic, [])]
+
+    def publisher(self, msg_type, topic: str, qos=None):
+        from facephi_ros.nodes.common import reliable_qos
+
+        return self.node.create_publisher(msg_type, topic, qos or reliable_qos(50))
+
+    def wait_for(self, topic: str, n: int = 1, timeout: float = 20.0) -> bool:
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if len(self.messages(topic)) >= n:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def wait_subscribers(self, pub, n: int = 1, timeout: float = 20.0) -> bool:
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if pub.get_subscription_count() >= n:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def now(self):
+        return self.node.get_clock().now().to_msg()
+
+    def close(self):
+        self._stop = True
+        self._thread.join(timeout=2)
+        self.executor.remove_node(self.node)
+        self.node.destroy_node()
+
+
+def image_msg(rgb, stamp, encoding: str = "rgb8", frame_id: str = "camera"):
+    import array
+
+    import numpy as np
+    from sensor_msgs.msg import Image
+
+    img = rgb if encoding == "rgb8" else np.ascontiguousarray(rgb[:, :, ::-1])
+    m = Image(height=img.shape[0], width=img.shape[1], encoding=encoding, is_bigendian=0, step=img.shape[1] * 3,
+              data=array.array("B", img.tobytes()))
+    m.header.stamp = stamp
+    m.header.frame_id = frame_id
+    return m
+
+
+def read_video(path, max_frames: int = 0, size: tuple[int, int] | None = None):
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        if size:
+            f = cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+        if max_frames and len(frames) >= max_frames:
+            break
+    cap.release()
+    return frames

@@ -1,0 +1,67 @@
+"""The camera node as a separate process: video files, a live stream that disconnects, bad sources."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from mjpeg_server import MjpegCamera
+from rosnodes import NodeProcess, read_video
+from sensor_msgs.msg import Image
+
+from facephi_ros.nodes.common import IMAGE_TOPIC, SENSOR_QOS
+
+
+def stamps_ns(msgs):
+    return [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs]
+
+
+def test_video_file_frames_sizes_and_stamps(probe, faces_dir):
+    probe.subscribe(Image, IMAGE_TOPIC, SENSOR_QOS)
+    t0 = time.time_ns()
+    params = {"source": str(faces_dir / "single_face.mp4"), "loop": False, "width": 320, "height": 0, "fps": 30.0}
+    with NodeProcess("camera_node", "camera", params) as cam:
+        assert cam.wait_log("end of video", 30), cam.log
+        time.sleep(0.5)
+        assert cam.alive()  # a finished file is not a crash
+    msgs = probe.messages(IMAGE_TOPIC)
+    assert len(msgs) >= 60, f"{len(msgs)} of 72 frames"  # best effort on localhost: nearly all
+    m = msgs[0]
+    assert (m.width, m.height, m.encoding, m.step) == (320, 180, "bgr8", 960)
+    assert m.header.frame_id == "camera"
+    s = stamps_ns(msgs)
+    assert all(b > a for a, b in zip(s, s[1:])) and s[0] >= t0 - 10**9  # real, increasing stamps
+    rate = (len(s) - 1) / ((s[-1] - s[0]) / 1e9)
+    assert 24 < rate < 36, f"published at {rate:.1f} Hz, asked for 30"
+    img = np.frombuffer(m.data, np.uint8).reshape(180, 320, 3)
+    ref = read_video(faces_dir / "single_face.mp4", 1, size=(320, 180))[0][:, :, ::-1]
+    assert np.abs(img.astype(int) - ref.astype(int)).mean() < 3  # the first frame of the video
+
+
+def test_missing_video_file_is_one_clear_error(ros, tmp_path):
+    with NodeProcess("camera_node", "camera_bad", {"source": str(tmp_path / "nope.mp4")}) as cam:
+        cam.proc.wait(20)
+        log = cam.log
+    assert cam.proc.returncode == 2
+    assert f"cannot open video file {tmp_path / 'nope.mp4'}: no such file" in log
+    assert "Traceback" not in log and len([l for l in log.splitlines() if "error" in l.lower()]) == 1
+
+
+def test_live_source_reconnects(probe, faces_dir):
+    frames = [f[:, :, ::-1] for f in read_video(faces_dir / "single_face.mp4", 10)]
+    cam_server = MjpegCamera(frames)
+    cam_server.start()
+    probe.subscribe(Image, IMAGE_TOPIC, SENSOR_QOS)
+    try:
+        with NodeProcess("camera_node", "camera_live", {"source": cam_server.url, "reconnect_period": 0.5}) as cam:
+            assert probe.wait_for(IMAGE_TOPIC, 10, 30), cam.log
+            cam_server.stop()  # the device disappears
+            assert cam.wait_log("stopped delivering frames; reconnecting", 20), cam.log
+            n_gone = len(probe.messages(IMAGE_TOPIC))
+            time.sleep(1.5)
+            assert cam.alive()
+            cam_server.start()  # and comes back on the same address
+            assert cam.wait_log("reconnected", 20), cam.log
+            assert probe.wait_for(IMAGE_TOPIC, n_gone + 10, 20), "no frames after reconnecting"
+            assert cam.alive()
+    finally:
+        cam_server.stop()
