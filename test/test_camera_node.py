@@ -33,8 +33,11 @@ def test_video_file_frames_sizes_and_stamps(probe, faces_dir):
     rate = (len(s) - 1) / ((s[-1] - s[0]) / 1e9)
     assert 24 < rate < 36, f"published at {rate:.1f} Hz, asked for 30"
     img = np.frombuffer(m.data, np.uint8).reshape(180, 320, 3)
-    ref = read_video(faces_dir / "single_face.mp4", 1, size=(320, 180))[0][:, :, ::-1]
-    assert np.abs(img.astype(int) - ref.astype(int)).mean() < 3  # the first frame of the video
+    # best effort may lose the frames sent before discovery completed: one of the first ones
+    refs = [f[:, :, ::-1] for f in read_video(faces_dir / "single_face.mp4", 10, size=(320, 180))]
+    diffs = [np.abs(img.astype(int) - r.astype(int)).mean() for r in refs]
+    assert min(diffs) < 3, f"first image differs from the video's first frames by {min(diffs):.1f} (BGR order?)"
+    assert np.abs(img.astype(int) - refs[int(np.argmin(diffs))][:, :, ::-1].astype(int)).mean() > 3  # not RGB
 
 
 def test_missing_video_file_is_one_clear_error(ros, tmp_path):

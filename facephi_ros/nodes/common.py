@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 import numpy as np
 import rclpy
@@ -91,6 +91,35 @@ class Diagnostics:
         st.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         msg.status = [st]
         self.pub.publish(msg)
+
+
+class LogThrottle:
+    """Log each distinct message at most once per `period` seconds (bounded memory), so that a
+    stream of bad input gives one clear line per kind of problem, not a flood."""
+
+    def __init__(self, period: float = 5.0, max_keys: int = 256):
+        self.period, self.max_keys = period, max_keys
+        self._last: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(text)
+            if last is not None and now - last < self.period:
+                return False
+            self._last[text] = now
+            self._last.move_to_end(text)
+            while len(self._last) > self.max_keys:
+                self._last.popitem(last=False)
+            return True
+
+
+def report_bad_input(node: Node, diag: "Diagnostics", throttle: LogThrottle, kind: str, text: str) -> None:
+    """Count a bad input on /diagnostics and log it as one line (throttled per message)."""
+    diag.count(kind)
+    if throttle(text):
+        node.get_logger().error(text)
 
 
 def run_node(factory, args=None) -> int:

@@ -24,7 +24,8 @@ from facephi_ros.msg import FaceLandmarksArray
 from ..landmarks.image import ImageError, image_to_rgb
 from ..landmarks.landmarker import Landmarker
 from ..landmarks.tracker import FaceTracker
-from .common import DEBUG_IMAGE_TOPIC, FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS, Diagnostics, declare, reliable_qos, run_node
+from .common import (DEBUG_IMAGE_TOPIC, FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS, Diagnostics, LogThrottle, declare,
+                     reliable_qos, report_bad_input, run_node)
 from .convert import face_to_msg, make_array
 from .latest import LatestSlot
 
@@ -46,6 +47,7 @@ class FaceMeshNode(Node):
         self.pub = self.create_publisher(FaceLandmarksArray, FACES_TOPIC, reliable_qos())
         self.debug_pub = self.create_publisher(Image, DEBUG_IMAGE_TOPIC, SENSOR_QOS) if self.p["publish_debug_image"] else None
         self.diag = Diagnostics(self)
+        self.throttle = LogThrottle()
         self.slot = LatestSlot()
         self._last_ts_ms = None
         self._dropped_reported = 0
@@ -68,8 +70,7 @@ class FaceMeshNode(Node):
             self.diag.count("dropped")
 
     def _bad(self, kind: str, text: str) -> None:
-        self.diag.count(kind)
-        self.get_logger().error(text, throttle_duration_sec=5.0)
+        report_bad_input(self, self.diag, self.throttle, kind, text)
 
     def _work(self) -> None:
         while self._running:

@@ -1,0 +1,121 @@
+"""Camera-like training sequences from still images (torch, batched).
+
+A still image has no time axis. A live camera watching one face gives frames that differ by
+small head movements (pose estimated imperfectly), landmark jitter, blendshape noise, frames
+that repeat when the camera or detector hiccups, and now and then a change of expression. This
+module makes such sequences from per-image features:
+
+* each sequence shows image A, mirrored or not, for its whole length, or switches to image B
+  of another class at a random time through a short morph (landmarks and blendshapes blended
+  over 0-6 frames); the per-frame label is the expression currently shown (A's until the blend
+  passes half-way, then B's);
+* every frame gets a residual head rotation (a per-sequence offset plus per-frame jitter: the
+  transformation matrix never removes pose exactly), a scale change, Gaussian landmark noise
+  (re-normalised to unit RMS, as the node does) and blendshape noise;
+* with probability `p_hold` a frame repeats the previous one (a dropped frame).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..features.normalize import BLENDSHAPE_MIRROR, landmark_mirror
+
+
+@dataclass
+class SequenceAugment:
+    p_transition: float = 0.5
+    max_morph: int = 6
+    rot_offset_deg: float = 4.0
+    rot_jitter_deg: float = 1.5
+    scale_jitter: float = 0.05
+    landmark_noise: tuple = (0.002, 0.012)
+    blendshape_noise: float = 0.03
+    p_hold: float = 0.08
+    p_mirror: float = 0.5
+
+
+def mirror_normalized(lm: torch.Tensor, bs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror pose-free normalised landmarks (x -> -x, partner indices) and blendshapes."""
+    perm = torch.as_tensor(landmark_mirror())
+    out = lm[..., perm, :].clone()
+    out[..., 0] = -out[..., 0]
+    return out, bs[..., torch.as_tensor(BLENDSHAPE_MIRROR)]
+
+
+def random_rotation(n: int, sigma_deg: torch.Tensor | float, gen: torch.Generator | None = None) -> torch.Tensor:
+    """(n, 3, 3) rotations from small random yaw/pitch/roll angles (std sigma_deg each)."""
+    ang = torch.randn(n, 3, generator=gen) * (torch.as_tensor(sigma_deg) * math.pi / 180)
+    c, s = torch.cos(ang), torch.sin(ang)
+    one, zero = torch.ones(n), torch.zeros(n)
+    rx = torch.stack([one, zero, zero, zero, c[:, 0], -s[:, 0], zero, s[:, 0], c[:, 0]], -1).view(n, 3, 3)
+    ry = torch.stack([c[:, 1], zero, s[:, 1], zero, one, zero, -s[:, 1], zero, c[:, 1]], -1).view(n, 3, 3)
+    rz = torch.stack([c[:, 2], -s[:, 2], zero, s[:, 2], c[:, 2], zero, zero, zero, one], -1).view(n, 3, 3)
+    return rz @ ry @ rx
+
+
+def renormalize(lm: torch.Tensor) -> torch.Tensor:
+    lm = lm - lm.mean(dim=-2, keepdim=True)
+    rms = lm.pow(2).sum(-1).mean(-1).sqrt()[..., None, None]
+    return lm / rms.clamp_min(1e-9)
+
+
+def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
+                   partners: torch.Tensor, T: int, aug: SequenceAugment, gen: torch.Generator | None = None,
+                   landmark_index: torch.Tensor | None = None, landmark_dims: int = 3, use_landmarks: bool = True,
+                   use_blendshapes: bool = True):
+    """Features (B, T, D) and per-frame labels (B, T) for anchor images `anchors` that may switch
+    to `partners`. lm: (N, 478, 3) normalised landmarks, bs: (N, 52), labels: (N,)."""
+    B = anchors.numel()
+    la, lb = lm[anchors], lm[partners]
+    ba, bb = bs[anchors], bs[partners]
+    mirror = torch.rand(B, generator=gen) < aug.p_mirror
+    if mirror.any():
+        la[mirror], ba[mirror] = mirror_normalized(la[mirror], ba[mirror])
+        lb[mirror], bb[mirror] = mirror_normalized(lb[mirror], bb[mirror])
+    t = torch.arange(T, dtype=torch.float32)
+    trans = torch.rand(B, generator=gen) < aug.p_transition
+    start = torch.randint(max(1, T // 4), T, (B,), generator=gen).float()
+    morph = torch.randint(0, aug.max_morph + 1, (B,), generator=gen).float()
+    alpha = ((t[None] - start[:, None] + 1) / (morph[:, None] + 1)).clamp(0, 1)
+    alpha = torch.where(trans[:, None], alpha, torch.zeros_like(alpha))  # (B, T)
+    y = torch.where(alpha > 0.5, labels[partners][:, None], labels[anchors][:, None])
+    frames_lm = (1 - alpha)[..., None, None] * la[:, None] + alpha[..., None, None] * lb[:, None]  # (B, T, 478, 3)
+    frames_bs = (1 - alpha)[..., None] * ba[:, None] + alpha[..., None] * bb[:, None]
+    # residual pose: per-sequence offset + per-frame jitter
+    r_off = random_rotation(B, aug.rot_offset_deg, gen)
+    r_jit = random_rotation(B * T, aug.rot_jitter_deg, gen).view(B, T, 3, 3)
+    rot = r_off[:, None] @ r_jit
+    scale = 1 + aug.scale_jitter * torch.randn(B, T, 1, 1, generator=gen)
+    lo, hi = aug.landmark_noise
+    sigma = lo + (hi - lo) * torch.rand(B, 1, 1, 1, generator=gen)
+    frames_lm = (frames_lm @ rot.transpose(-1, -2)) * scale + sigma * torch.randn(frames_lm.shape, generator=gen)
+    frames_lm = renormalize(frames_lm)
+    frames_bs = (frames_bs + aug.blendshape_noise * torch.randn(frames_bs.shape, generator=gen)).clamp(0, 1)
+    # held (dropped) frames repeat the previous frame
+    hold = torch.rand(B, T, generator=gen) < aug.p_hold
+    hold[:, 0] = False
+    if hold.any():
+        idx = torch.arange(T).expand(B, T).clone()
+        idx[hold] = 0
+        idx = torch.cummax(idx, dim=1).values
+        frames_lm = torch.gather(frames_lm, 1, idx[..., None, None].expand_as(frames_lm))
+        frames_bs = torch.gather(frames_bs, 1, idx[..., None].expand_as(frames_bs))
+        y = torch.gather(y, 1, idx)
+    return assemble(frames_lm, frames_bs, landmark_index, landmark_dims, use_landmarks, use_blendshapes), y
+
+
+def assemble(lm: torch.Tensor, bs: torch.Tensor, landmark_index=None, landmark_dims: int = 3,
+             use_landmarks: bool = True, use_blendshapes: bool = True) -> torch.Tensor:
+    """The feature vector of facephi_ros.features.frame_features, from torch tensors."""
+    parts = []
+    if use_blendshapes:
+        parts.append(bs)
+    if use_landmarks:
+        if landmark_index is not None:
+            lm = lm[..., landmark_index, :]
+        lm = lm[..., :landmark_dims]
+        parts.append(lm.reshape(*lm.shape[:-2], -1))
+    return torch.cat(parts, -1)

@@ -1,0 +1,1 @@
+"""Emotion estimation from landmark streams (ROS-free)."""

@@ -1,0 +1,117 @@
+"""The temporal emotion model: a per-frame encoder, an LSTM over a window of frames, a classifier.
+
+    frames (B, T, D) -> MLP encoder -> (B, T, H) -> LSTM -> (B, T, H) -> linear -> logits (B, T, C)
+
+The per-frame baseline is the same encoder and head with no LSTM (`temporal=False`), so the two
+differ only in temporal context. Weights are stored as safetensors beside a JSON file holding the
+architecture, the feature layout (FeatureConfig) and the class list; loading checks all three.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..features.normalize import FeatureConfig
+
+WEIGHTS = "weights.safetensors"
+META = "model.json"
+
+
+class ModelFileError(RuntimeError):
+    """Missing, corrupt or mismatching model files; str() is one line."""
+
+
+@dataclass
+class LSTMConfig:
+    classes: list
+    features: dict = field(default_factory=lambda: FeatureConfig().to_dict())
+    hidden: int = 256
+    encoder_hidden: int = 512
+    lstm_layers: int = 1
+    dropout: float = 0.3
+    temporal: bool = True
+    window: int = 16  # frames the node integrates
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return FeatureConfig.from_dict(self.features)
+
+
+class EmotionLSTM(nn.Module):
+    def __init__(self, cfg: LSTMConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.feature_config.dim
+        self.encoder = nn.Sequential(
+            nn.LayerNorm(d), nn.Dropout(cfg.dropout / 2),
+            nn.Linear(d, cfg.encoder_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.encoder_hidden, cfg.hidden), nn.GELU(),
+        )
+        self.lstm = nn.LSTM(cfg.hidden, cfg.hidden, num_layers=cfg.lstm_layers, batch_first=True) if cfg.temporal else None
+        self.head = nn.Sequential(nn.LayerNorm(cfg.hidden), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, len(cfg.classes)))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def temporal(self, z: torch.Tensor) -> torch.Tensor:
+        if self.lstm is None:
+            return z
+        out, _ = self.lstm(z)
+        return out + z  # residual: the head sees the current frame and the integrated history
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, T, D) -> logits (B, T, C); a (B, D) input is one frame."""
+        if x.dim() == 2:
+            x = x[:, None]
+        return self.head(self.temporal(self.encode(x)))
+
+
+def save_model(model: EmotionLSTM, folder: str | Path, extra: dict | None = None) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    meta = {"arch": "EmotionLSTM", "config": asdict(model.cfg), **(extra or {})}
+    (folder / META).write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load_model(folder: str | Path, expect_features: FeatureConfig | None = None,
+               expect_classes: list | None = None) -> tuple[EmotionLSTM, dict]:
+    """Load weights + metadata; ModelFileError (one line) when missing, corrupt or mismatching."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    meta_path, w_path = folder / META, folder / WEIGHTS
+    for p in (meta_path, w_path):
+        if not p.is_file():
+            raise ModelFileError(f"emotion model file {p} not found: train one with `python -m training.train_lstm` "
+                                 "or set model_dir to a folder holding model.json and weights.safetensors")
+    try:
+        meta = json.loads(meta_path.read_text())
+        cfg = LSTMConfig(**meta["config"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelFileError(f"emotion model metadata {meta_path} is corrupt ({type(e).__name__}: {e})") from None
+    if expect_features is not None and cfg.feature_config != expect_features:
+        raise ModelFileError(f"emotion model {folder} expects features {cfg.features}, but the node computes "
+                             f"{expect_features.to_dict()}: retrain or use matching feature settings")
+    if expect_classes and list(expect_classes) != list(cfg.classes):
+        raise ModelFileError(f"emotion model {folder} has classes {cfg.classes}, expected {list(expect_classes)}")
+    try:
+        state = load_file(str(w_path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"emotion model weights {w_path} are corrupt ({str(e).splitlines()[0][:100]})") from None
+    model = EmotionLSTM(cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise ModelFileError(f"emotion model weights {w_path} do not match {meta_path} ({first[:140]})") from None
+    model.eval()
+    return model, meta

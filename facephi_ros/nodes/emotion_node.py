@@ -1,0 +1,77 @@
+"""emotion node: FaceLandmarksArray -> temporal LSTM per tracked face -> EmotionEstimate on /emotion.
+
+Parameters: model_dir ('' = the shipped models/lstm_fer7), window (0 = the model's), forget_after
+(s), max_faces, expect_classes (empty = accept the model's). One estimate per face per
+processed frame, stamped with the frame's stamp. Bad faces (wrong lengths, NaN/inf,
+out-of-order or duplicate stamps) are skipped with one log line and a /diagnostics counter.
+"""
+from __future__ import annotations
+
+import time
+
+from rclpy.node import Node
+
+from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
+
+from ..emotion.estimator import EmotionEstimator
+from ..models.lstm import ModelFileError
+from .common import (EMOTION_TOPIC, FACES_TOPIC, Diagnostics, LogThrottle, StartupError, declare, reliable_qos,
+                     report_bad_input, run_node)
+from .convert import MessageError, make_estimate, msg_to_arrays
+
+
+class EmotionNode(Node):
+    def __init__(self):
+        super().__init__("emotion")
+        p = declare(self, {"model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
+                           "expect_classes": [""]})
+        expect = [c for c in p["expect_classes"] if c]
+        try:
+            self.est = EmotionEstimator(p["model_dir"] or None, p["window"] or None, p["forget_after"], p["max_faces"],
+                                        expect or None)
+        except ModelFileError as e:
+            raise StartupError(str(e)) from None
+        self.pub = self.create_publisher(EmotionEstimate, EMOTION_TOPIC, reliable_qos(50))
+        self.diag = Diagnostics(self)
+        self.throttle = LogThrottle()
+        self.sub = self.create_subscription(FaceLandmarksArray, FACES_TOPIC, self._on_faces, reliable_qos())
+        self.get_logger().info(f"emotion model {self.est.name}: classes {self.est.classes}, window {self.est.window} frames")
+
+    def _on_faces(self, msg: FaceLandmarksArray) -> None:
+        t0 = time.perf_counter()
+        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        faces, seen = [], set()
+        for f in msg.faces:
+            if f.face_id == 0 or f.face_id in seen:
+                report_bad_input(self, self.diag, self.throttle, "bad_face_ids",
+                                 f"face skipped: face id {f.face_id} is {'zero' if f.face_id == 0 else 'repeated in one frame'}")
+                continue
+            w = self.est.windows.get(f.face_id)
+            if w is not None and t <= w.last_t:
+                kind = "duplicate_stamps" if t == w.last_t else "out_of_order_stamps"
+                report_bad_input(self, self.diag, self.throttle, kind,
+                                 f"face {f.face_id} skipped: stamp {t:.3f} s is not after its previous frame ({kind.replace('_', ' ')})")
+                continue
+            try:
+                lm, bs, mat = msg_to_arrays(f)
+            except MessageError as e:
+                report_bad_input(self, self.diag, self.throttle, "bad_faces", f"face skipped: {e}")
+                continue
+            seen.add(f.face_id)
+            faces.append((f.face_id, lm, bs, mat))
+        w, h = max(msg.image_width, 1), max(msg.image_height, 1)
+        for e in self.est.update(faces, w, h, t):
+            self.pub.publish(make_estimate(msg.header, e.face_id, self.est.name, self.est.classes, e.probs, e.valence,
+                                           e.arousal, "", e.window_frames))
+        self.diag.count("frames")
+        self.diag.count("estimates", len(faces))
+        self.diag.time(time.perf_counter() - t0)
+        self.diag.set("faces_tracked", len(self.est.windows))
+
+
+def main(args=None) -> int:
+    return run_node(EmotionNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Evaluate the LSTM emotion models and their per-frame baselines on the FER2013 test split.
+
+Every test image counts; an image in which MediaPipe found no face counts as wrong. The LSTM
+sees each test face as a camera would show a still face (16 frames with mild pose jitter and
+landmark noise, seeded) and is scored on its last output; the per-frame baseline is scored on
+the single clean frame, and also on the mean of its per-frame outputs over the same 16 frames.
+
+    python -m training.eval_lstm            # -> docs/results/lstm_fer2013.json + confusion plots
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.sequences import make_sequences
+from facephi_ros.evaluation.metrics import classification_report, plot_confusion
+from facephi_ros.models.lstm import load_model
+from training.train_lstm import STREAM_AUGMENT, feature_kwargs, stream_probs
+
+
+@torch.no_grad()
+def per_frame_stream_mean(model, lm, bs, window, seed=123, batch=512):
+    fk = feature_kwargs(model.cfg.feature_config)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(lm), batch):
+        idx = torch.arange(i, min(i + batch, len(lm)))
+        x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen, **fk)
+        out.append(torch.softmax(model(x), -1).mean(1))
+    return torch.cat(out).numpy()
+
+
+def evaluate(models_dir: Path, features_dir: Path, tag: str, plots: Path) -> dict:
+    lstm, meta = load_model(models_dir / f"lstm_{tag}")
+    frame, _ = load_model(models_dir / f"frame_{tag}")
+    classes = list(lstm.cfg.classes)
+    d = load_split(features_dir, "test", classes)
+    f = d.found
+    lm, bs = torch.from_numpy(d.norm_landmarks[f]), torch.from_numpy(d.blendshapes[f])
+
+    def full(pred_found):
+        pred = np.full(len(d.labels), -1)  # no face -> wrong
+        pred[f] = pred_found
+        return pred
+
+    res = {}
+    for name, probs in (("lstm", stream_probs(lstm, lm, bs, lstm.cfg.window)),
+                        ("per_frame", stream_probs(frame, lm, bs, 1)),
+                        ("per_frame_mean16", per_frame_stream_mean(frame, lm, bs, lstm.cfg.window))):
+        rep = classification_report(d.labels, full(probs.argmax(1)), classes)
+        res[name] = rep
+        plot_confusion(rep["confusion"], classes, plots / f"confusion_{name}_{tag}.png",
+                       f"{name} on FER2013 test ({len(classes)} classes, n={rep['n']}, no face = wrong): "
+                       f"acc {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}")
+    res["detection_rate"] = float(f.mean())
+    res["n_test"] = int(len(d.labels))
+    return res
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", type=Path, default=Path("models"))
+    ap.add_argument("--features", type=Path, default=Path("runs/features/fer2013"))
+    ap.add_argument("--out", type=Path, default=Path("docs/results/lstm_fer2013.json"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(2)
+    plots = a.out.parent
+    r7 = evaluate(a.models, a.features, "fer7", plots)
+    r3 = evaluate(a.models, a.features, "fer3", plots)
+    out = {
+        "acc7": round(r7["lstm"]["accuracy"], 4), "macro_f1_7": round(r7["lstm"]["macro_f1"], 4),
+        "acc3": round(r3["lstm"]["accuracy"], 4), "macro_f1_3": round(r3["lstm"]["macro_f1"], 4),
+        "per_frame_acc7": round(r7["per_frame"]["accuracy"], 4), "per_frame_macro_f1_7": round(r7["per_frame"]["macro_f1"], 4),
+        "per_frame_acc3": round(r3["per_frame"]["accuracy"], 4),
+        "per_frame_mean16_acc7": round(r7["per_frame_mean16"]["accuracy"], 4),
+        "detection_rate": round(r7["detection_rate"], 4), "n_test7": r7["n_test"], "n_test3": r3["n_test"],
+        "command": "python -m training.eval_lstm" + (" " + " ".join(argv) if argv else ""),
+        "details": {"fer7": r7, "fer3": r3},
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: v for k, v in out.items() if k != "details"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

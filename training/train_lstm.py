@@ -1,0 +1,154 @@
+"""Train the temporal LSTM emotion model (or its per-frame baseline) on landmark features.
+
+    python -m training.train_lstm --config training/configs/lstm_fer7.yaml            # -> models/lstm_fer7
+    python -m training.train_lstm --config training/configs/lstm_fer7.yaml --per-frame  # -> models/frame_fer7
+
+Sequences are synthesised from still images (facephi_ros.data.sequences). Validation uses a
+seeded hold-out of the training split; the test split is only read by training/eval_lstm.py.
+Writes weights.safetensors, model.json (architecture, features, classes, config), metrics.json
+and confusion_val.png to the output folder.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.sequences import SequenceAugment, assemble, make_sequences
+from facephi_ros.evaluation.metrics import classification_report, plot_confusion
+from facephi_ros.features.normalize import FeatureConfig
+from facephi_ros.models.lstm import EmotionLSTM, LSTMConfig, save_model
+
+# A still face watched by a camera: mild jitter, no transitions, no mirroring, no held frames.
+STREAM_AUGMENT = SequenceAugment(p_transition=0.0, rot_offset_deg=2.0, rot_jitter_deg=1.0, scale_jitter=0.02,
+                                 landmark_noise=(0.004, 0.004), blendshape_noise=0.02, p_hold=0.0, p_mirror=0.0)
+
+
+def feature_kwargs(fc: FeatureConfig) -> dict:
+    return {"landmark_index": torch.as_tensor(fc.landmark_subset) if fc.landmark_subset else None,
+            "landmark_dims": fc.landmark_dims, "use_landmarks": fc.landmarks, "use_blendshapes": fc.blendshapes}
+
+
+@torch.no_grad()
+def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window: int, seed: int = 123,
+                 batch: int = 512) -> np.ndarray:
+    """Class probabilities after `window` frames of a camera-like stream of each still face
+    (window=1 and a per-frame model: the clean single frame)."""
+    model.eval()
+    fk = feature_kwargs(model.cfg.feature_config)
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(lm), batch):
+        idx = torch.arange(i, min(i + batch, len(lm)))
+        if window == 1:
+            x = assemble(lm[idx][:, None], bs[idx][:, None], **fk)
+        else:
+            x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen, **fk)
+        out.append(torch.softmax(model(x)[:, -1], -1))
+    return torch.cat(out).numpy()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--per-frame", action="store_true", help="train the per-frame baseline (no LSTM, no time axis)")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: models/<name>)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cfg = yaml.safe_load(a.config.read_text())
+    tc, aug = cfg["train"], SequenceAugment(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
+    name = cfg["name"].replace("lstm_", "frame_") if a.per_frame else cfg["name"]
+    out = a.out or Path("models") / name
+    torch.manual_seed(tc["seed"])
+    rng = np.random.default_rng(tc["seed"])
+
+    data = load_split(cfg["features_dir"], "train", cfg["classes"])
+    idx = np.nonzero(data.found)[0]
+    rng.shuffle(idx)
+    n_val = int(len(idx) * tc["val_fraction"])
+    val_idx, tr_idx = np.sort(idx[:n_val]), np.sort(idx[n_val:])
+    lm = torch.from_numpy(data.norm_landmarks)
+    bs = torch.from_numpy(data.blendshapes)
+    y = torch.from_numpy(data.labels.astype(np.int64))
+    classes = cfg["classes"]
+    C = len(classes)
+    counts = np.bincount(data.labels[tr_idx], minlength=C)
+    weights = (counts.sum() / np.maximum(counts, 1)) ** tc["class_weight_power"]
+    weights = torch.tensor(weights / weights.mean() if weights.mean() else weights, dtype=torch.float32)
+
+    mcfg = LSTMConfig(classes=classes, features=FeatureConfig(**cfg["features"]).to_dict(), temporal=not a.per_frame,
+                      **cfg["model"])
+    if a.per_frame:
+        mcfg.window = 1
+    model = EmotionLSTM(mcfg)
+    T = 1 if a.per_frame else tc["seq_len"]
+    if a.per_frame:
+        aug = SequenceAugment(**{**aug.__dict__, "p_transition": 0.0, "p_hold": 0.0})
+    fk = feature_kwargs(mcfg.feature_config)
+    epochs = a.epochs or tc["epochs"]
+    opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    steps_per_epoch = int(np.ceil(len(tr_idx) / tc["batch_size"]))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc["lr"], total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=tc["label_smoothing"])
+    gen = torch.Generator().manual_seed(tc["seed"])
+    tr_t = torch.from_numpy(tr_idx)
+    # partners for transitions come from the training images only
+    best, best_epoch, history = -1.0, -1, []
+    t0 = time.time()
+    print(f"{name}: {len(tr_idx)} train / {len(val_idx)} val faces, {C} classes, seq_len {T}, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters -> {out}")
+    for epoch in range(epochs):
+        model.train()
+        perm = tr_t[torch.randperm(len(tr_t), generator=gen)]
+        total, n = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}", leave=False)
+        for s in bar:
+            anchors = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
+            partners = tr_t[torch.randint(len(tr_t), (len(anchors),), generator=gen)]
+            x, yy = make_sequences(lm, bs, y, anchors, partners, T, aug, gen, **fk)
+            logits = model(x)
+            loss = loss_fn(logits.reshape(-1, C), yy.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            total += loss.item() * len(anchors)
+            n += len(anchors)
+            bar.set_postfix(loss=f"{total / n:.3f}")
+        probs = stream_probs(model, lm[val_idx], bs[val_idx], mcfg.window)
+        rep = classification_report(data.labels[val_idx], probs.argmax(1), classes)
+        score = rep["accuracy"] + rep["macro_f1"]
+        history.append({"epoch": epoch + 1, "loss": round(total / n, 4), "val_acc": round(rep["accuracy"], 4),
+                        "val_macro_f1": round(rep["macro_f1"], 4)})
+        print(f"epoch {epoch + 1}: loss {total / n:.3f}  val acc {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}"
+              f"{'  *' if score > best else ''}  ({time.time() - t0:.0f} s)", flush=True)
+        if score > best:
+            best, best_epoch, best_rep = score, epoch + 1, rep
+            save_model(model, out, {"trained_with": " ".join(["python -m training.train_lstm", "--config", str(a.config)]
+                                                              + (["--per-frame"] if a.per_frame else [])),
+                                    "training_config": cfg})
+        elif epoch + 1 - best_epoch >= tc["patience"]:
+            print(f"early stop: no improvement for {tc['patience']} epochs")
+            break
+    metrics = {"name": name, "best_epoch": best_epoch, "val": best_rep, "history": history,
+               "train_faces": int(len(tr_idx)), "val_faces": int(len(val_idx)), "seconds": round(time.time() - t0)}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    plot_confusion(best_rep["confusion"], classes, out / "confusion_val.png",
+                   f"{name} validation (held-out train), acc {best_rep['accuracy']:.3f}, macro-F1 {best_rep['macro_f1']:.3f}")
+    print(f"best epoch {best_epoch}: val acc {best_rep['accuracy']:.4f}, macro-F1 {best_rep['macro_f1']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
