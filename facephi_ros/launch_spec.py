@@ -24,6 +24,7 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("debug_image", "false", "publish /facephi/debug_image with the mesh drawn"),
     LaunchArgument("run_camera", "true", "start the camera node (false: images come from elsewhere, e.g. a bag)"),
     LaunchArgument("run_face_mesh", "true", "start the face-mesh node"),
+    LaunchArgument("run_emotion", "true", "start the LSTM emotion node (/emotion)"),
     LaunchArgument("run_monitor", "false", "start the monitor node that prints what the pipeline sees"),
 )
 
@@ -38,6 +39,7 @@ class NodeSpec:
 NODES = (
     NodeSpec("camera", "camera_node", "run_camera"),
     NodeSpec("face_mesh", "face_mesh_node", "run_face_mesh"),
+    NodeSpec("emotion", "emotion_node", "run_emotion"),
     NodeSpec("monitor", "monitor_node", "run_monitor"),
 )
 

@@ -97,7 +97,7 @@ class Probe:
 
         def cb(m):
             with self.lock:
-                self.received[topic].append((time.monotonic(), m))
+                self.received[topic].append((time.time_ns(), m))  # arrival, system clock (= ROS time)
 
         self.node.create_subscription(msg_type, topic, cb, qos or reliable_qos(50), raw=raw)
 

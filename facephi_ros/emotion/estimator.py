@@ -17,9 +17,10 @@ import torch
 
 from ..features.normalize import FeatureConfig, frame_features
 from ..models.lstm import load_model
+from ..paths import shipped
 from .valence_arousal import valence_arousal
 
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent.parent / "models" / "lstm_fer7"
+DEFAULT_MODEL_DIR = shipped("models") / "lstm_fer7"
 
 
 @dataclass

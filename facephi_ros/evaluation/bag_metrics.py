@@ -1,0 +1,62 @@
+"""Scores of a replayed bag, from what was published and what came back (ROS-free).
+
+Inputs, all keyed by the image stamp (ns) the messages carry:
+  images: {stamp: publish wall time ns}            (every image the player published)
+  truth: {stamp: (label index, segment id)}        (ground truth; empty for unlabelled bags)
+  faces: {stamp: number of faces}                  (FaceLandmarksArray seen per frame)
+  estimates: {stamp: (label index, confidence, arrival wall time ns)}  (best face per frame)
+A frame with no estimate counts as wrong (like an image without a detected face offline).
+Per-segment: the majority label over the second half of each segment (after the model had time
+to react) against the segment's label.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from .metrics import classification_report, label_flips_per_minute, reaction_times
+
+
+def score(images: dict, truth: dict, faces: dict, estimates: dict, classes: list[str], rate: float | None = None) -> dict:
+    stamps = sorted(images)
+    n = len(stamps)
+    res = {"frames_published": n,
+           "frames_processed": sum(1 for s in stamps if s in faces),
+           "frames_with_face": sum(1 for s in stamps if faces.get(s, 0) > 0),
+           "frames_with_estimate": sum(1 for s in stamps if s in estimates)}
+    res["processed_ratio"] = round(res["frames_processed"] / n, 4) if n else 0.0
+    with_face = [s for s in stamps if faces.get(s, 0) > 0]
+    res["estimate_ratio"] = round(sum(1 for s in with_face if s in estimates) / len(with_face), 4) if with_face else 0.0
+    lat = np.array([(estimates[s][2] - images[s]) / 1e6 for s in stamps if s in estimates])
+    res["latency_p50_ms"] = round(float(np.percentile(lat, 50)), 2) if lat.size else None
+    res["latency_p95_ms"] = round(float(np.percentile(lat, 95)), 2) if lat.size else None
+    times = [(s - stamps[0]) / 1e9 for s in stamps] if n else []
+    pred = [estimates[s][0] if s in estimates else -1 for s in stamps]
+    est_stamps = [s for s in stamps if s in estimates]
+    res["flips_per_min"] = round(label_flips_per_minute([estimates[s][0] for s in est_stamps],
+                                                        [(s - stamps[0]) / 1e9 for s in est_stamps]), 2) if est_stamps else 0.0
+    if not truth:
+        return res
+    gt = [truth[s][0] for s in stamps]
+    rep = classification_report(gt, pred, classes)
+    res.update({"accuracy": round(rep["accuracy"], 4), "macro_f1": round(rep["macro_f1"], 4), "report": rep})
+    segs: dict[int, list[int]] = {}
+    for i, s in enumerate(stamps):
+        segs.setdefault(truth[s][1], []).append(i)
+    seg_true, seg_pred = [], []
+    for idx in segs.values():
+        tail = idx[len(idx) // 2:]
+        votes = Counter(pred[i] for i in tail if pred[i] >= 0)
+        seg_true.append(Counter(gt[i] for i in idx).most_common(1)[0][0])
+        seg_pred.append(votes.most_common(1)[0][0] if votes else -1)
+    srep = classification_report(seg_true, seg_pred, classes)
+    res.update({"segment_accuracy": round(srep["accuracy"], 4), "segment_macro_f1": round(srep["macro_f1"], 4),
+                "segments": len(segs), "segment_report": srep})
+    changes = [i for i in range(1, n) if gt[i] != gt[i - 1]]
+    rt = np.array(reaction_times(pred, gt, times, changes, hold=3))
+    ok = rt[~np.isnan(rt)]
+    res.update({"reaction_s": round(float(np.median(ok)), 3) if ok.size else None,
+                "reaction_p90_s": round(float(np.percentile(ok, 90)), 3) if ok.size else None,
+                "changes": len(changes), "changes_followed": int(ok.size)})
+    return res

@@ -1,0 +1,151 @@
+"""The LSTM emotion node as a separate process: real landmarks in, /emotion out; bad input;
+weight-loading errors."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rosnodes import NodeProcess
+from std_msgs.msg import Header
+
+from facephi_ros.emotion.estimator import DEFAULT_MODEL_DIR
+from facephi_ros.landmarks.landmarker import Landmarker
+from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
+from facephi_ros.nodes.common import EMOTION_TOPIC, FACES_TOPIC
+from facephi_ros.nodes.convert import face_to_msg, make_array
+
+
+@pytest.fixture(scope="module")
+def posed(faces_dir):
+    out = {}
+    with Landmarker(video=False, num_faces=1) as lm:
+        for label, name in (("happy", "0-f15-hao-ph.jpg"), ("surprise", "0-f1-su-ph.jpg")):
+            rgb = cv2.cvtColor(cv2.imread(str(faces_dir / name)), cv2.COLOR_BGR2RGB)
+            out[label] = (lm.detect(rgb)[0], rgb.shape[1], rgb.shape[0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def emotion_node(ros):
+    with NodeProcess("emotion_node", "emotion") as node:
+        assert node.wait_log("emotion model", 30), node.log
+        yield node
+
+
+def stamp_ns(m):
+    return m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+
+
+def test_estimates_per_face_and_frame(emotion_node, probe, posed):
+    probe.subscribe(EmotionEstimate, EMOTION_TOPIC)
+    pub = probe.publisher(FaceLandmarksArray, FACES_TOPIC)
+    assert probe.wait_subscribers(pub)
+    time.sleep(1.0)
+    happy, w, h = posed["happy"]
+    surprise, w2, h2 = posed["surprise"]
+    stamps = []
+    for k in range(24):
+        header = Header(stamp=probe.now(), frame_id="camera")
+        faces = [face_to_msg(happy, 1, 1.0, header, w, h), face_to_msg(surprise, 2, 1.0, header, w2, h2)]
+        # both faces share one frame size here: the node normalises with the array's size
+        pub.publish(make_array(header, w, h, faces[:1], 0.01, 0))
+        header2 = Header(stamp=header.stamp, frame_id="camera2")
+        pub.publish(make_array(header2, w2, h2, faces[1:], 0.01, 0))
+        stamps.append(stamp_ns(header))
+        time.sleep(1 / 30)
+    assert probe.wait_for(EMOTION_TOPIC, 48, 15)
+    est = probe.messages(EMOTION_TOPIC)
+    by_face = {1: [e for e in est if e.face_id == 1], 2: [e for e in est if e.face_id == 2]}
+    assert len(by_face[1]) == 24 and len(by_face[2]) == 24
+    assert [stamp_ns(e) for e in by_face[1]] == stamps  # every frame, with the frame's stamp
+    assert [e.window_frames for e in by_face[1]][:3] == [1, 2, 3] and by_face[1][-1].window_frames == 16
+    last = by_face[1][-1]
+    assert last.model.startswith("lstm:") and len(last.class_names) == len(last.probabilities) == 7
+    assert abs(sum(last.probabilities) - 1) < 1e-4 and last.confidence == max(last.probabilities)
+    assert last.label == "happy", list(zip(last.class_names, last.probabilities))
+    assert last.valence > 0.3 and -1 <= last.arousal <= 1 and last.description == ""
+    assert by_face[2][-1].label == "surprise", list(zip(by_face[2][-1].class_names, by_face[2][-1].probabilities))
+
+
+def test_bad_faces_are_skipped_with_one_line(emotion_node, probe, posed):
+    probe.subscribe(EmotionEstimate, EMOTION_TOPIC)
+    pub = probe.publisher(FaceLandmarksArray, FACES_TOPIC)
+    assert probe.wait_subscribers(pub)
+    time.sleep(0.5)
+    happy, w, h = posed["happy"]
+    header = Header(stamp=probe.now())
+    good = face_to_msg(happy, 11, 1.0, header, w, h)
+    nan = face_to_msg(happy, 12, 1.0, header, w, h)
+    nan.landmarks[10] = float("nan")
+    short = face_to_msg(happy, 13, 1.0, header, w, h)
+    short.landmarks = short.landmarks[:100]
+    zero = face_to_msg(happy, 0, 1.0, header, w, h)
+    probe.received[EMOTION_TOPIC] = []
+    pub.publish(make_array(header, w, h, [good, nan, short, zero], 0.01, 0))
+    time.sleep(0.2)
+    pub.publish(make_array(header, w, h, [good], 0.01, 0))  # duplicate stamp
+    assert probe.wait_for(EMOTION_TOPIC, 1, 10)
+    time.sleep(1.0)
+    got = probe.messages(EMOTION_TOPIC)
+    assert [e.face_id for e in got] == [11]
+    for text in ("NaN or inf", "100 landmark values, expected 1434", "face id 0 is zero", "duplicate stamps"):
+        assert emotion_node.wait_log(text, 5), (text, emotion_node.log)
+    assert emotion_node.alive()
+
+
+def _expect_start_failure(params, *expected):
+    with NodeProcess("emotion_node", "emotion_bad", params) as node:
+        node.proc.wait(30)
+        log = node.log
+    assert node.proc.returncode == 2, log
+    errors = [line for line in log.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in log, log
+    for e in expected:
+        assert e in errors[0], errors[0]
+
+
+def test_missing_model(ros, tmp_path):
+    _expect_start_failure({"model_dir": str(tmp_path / "none")}, f"{tmp_path / 'none' / 'model.json'} not found")
+
+
+def test_corrupt_weights(ros, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL_DIR, d)
+    (d / "weights.safetensors").write_bytes(b"\x00" * 100)
+    _expect_start_failure({"model_dir": str(d)}, "are corrupt")
+
+
+def test_feature_layout_mismatch(ros, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(DEFAULT_MODEL_DIR, d)
+    meta = json.loads((d / "model.json").read_text())
+    meta["config"]["features"]["landmark_dims"] = 2
+    (d / "model.json").write_text(json.dumps(meta))
+    _expect_start_failure({"model_dir": str(d)}, "do not match")
+
+
+def test_class_list_mismatch(ros):
+    _expect_start_failure({"expect_classes": ["happy", "sad", "neutral"]}, "has classes", "expected ['happy', 'sad', 'neutral']")
+
+
+def test_memory_is_bounded():
+    from facephi_ros.emotion.estimator import EmotionEstimator
+
+    est = EmotionEstimator(forget_after=1.0, max_faces=5)
+    rng = np.random.default_rng(0)
+    lm = rng.random((478, 3)).astype(np.float32)
+    for k in range(50):  # 50 different faces, each seen once
+        est.update([(k + 1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, t=k * 0.1, now=k * 0.1)
+    assert len(est.windows) <= 5
+    est.update([], 1, 1, t=100, now=100.0)
+    assert len(est.windows) == 0
+    for k in range(40):
+        est.update([(1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, t=200 + k, now=200.0 + k * 0.01)
+    assert len(est.windows[1].frames) == est.window
+    assert not math.isnan(est.update([(1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, 300, 200.5)[0].valence)

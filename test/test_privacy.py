@@ -1,0 +1,42 @@
+"""Privacy: with the whole pipeline running, the only topics carrying image data are the
+camera's and, only when switched on, the face-mesh debug image."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+IMAGE_TYPES = {"sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"}
+
+
+def image_topics(probe, wait_for: set, timeout=40.0):
+    t_end = time.monotonic() + timeout
+    topics = {}
+    while time.monotonic() < t_end:
+        topics = dict(probe.node.get_topic_names_and_types())
+        if wait_for <= set(topics):
+            time.sleep(2.0)  # let the rest of the graph appear
+            topics = dict(probe.node.get_topic_names_and_types())
+            break
+        time.sleep(0.3)
+    return {t for t, types in topics.items() if IMAGE_TYPES & set(types)}, topics
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_no_pixels_leave_the_face_mesh_node(probe, debug):
+    proc = subprocess.Popen([sys.executable, "-m", "facephi_ros.launcher", "run_monitor:=false",
+                             f"debug_image:={'true' if debug else 'false'}"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        images, topics = image_topics(probe, {"/facephi/faces", "/emotion", "/camera/image_raw"})
+        assert {"/facephi/faces", "/emotion", "/camera/image_raw"} <= set(topics), topics
+        expected = {"/camera/image_raw"} | ({"/facephi/debug_image"} if debug else set())
+        assert images == expected, f"image topics {images}, all topics {topics}"
+        # and no facephi message type carries image data
+        for t in ("/facephi/faces", "/emotion"):
+            assert not IMAGE_TYPES & set(topics[t])
+    finally:
+        proc.send_signal(2)
+        proc.wait(30)

@@ -1,0 +1,176 @@
+"""Stability and responsiveness of the emotion estimate on streams (issue 3, item 7).
+
+1. Real videos (../shared/data/faces/*.mp4|mov): MediaPipe + tracker + EmotionEstimator, the
+   node's own code, with the LSTM and with the per-frame baseline: label flips per minute.
+2. Labelled streams from FER2013 test faces: each face is held for --hold seconds at 30 Hz
+   (camera-like jitter, as in training), then the next face of another class appears abruptly.
+   Reaction time = seconds from a change until the LSTM's label equals the new truth for 3
+   frames in a row, over the changes whose new face the model labels correctly by the end of
+   its segment (a wrong label is an accuracy matter, not a reaction one; their share is
+   reported too).
+
+    python -m training.eval_stream      # -> docs/results/lstm_stream.json, timeline plots
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.sequences import make_sequences
+from facephi_ros.emotion.estimator import EmotionEstimator
+from facephi_ros.evaluation.metrics import label_flips_per_minute, plot_timeline, reaction_times
+from facephi_ros.landmarks.landmarker import Landmarker
+from facephi_ros.landmarks.tracker import FaceTracker
+from training.train_lstm import STREAM_AUGMENT
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov"]
+
+
+def video_labels(path: Path, estimators: dict) -> tuple[dict, list[float], float]:
+    cap = cv2.VideoCapture(str(path))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    tracker = FaceTracker()
+    labels = {k: [] for k in estimators}
+    times = []
+    k = 0
+    with Landmarker(num_faces=2) as lm:
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            t = k / fps
+            faces = lm.detect(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), int(t * 1000))
+            ids, _ = tracker.update([x.bbox for x in faces], [x.landmarks for x in faces], t)
+            inp = [(i, x.landmarks, x.blendshapes, x.matrix) for i, x in zip(ids, faces) if i][:1]
+            h, w = f.shape[:2]
+            for name, est in estimators.items():
+                out = est.update(inp, w, h, t, now=t)
+                if out:
+                    labels[name].append(out[0].label)
+            if inp:
+                times.append(t)
+            k += 1
+    return labels, times, k / fps
+
+
+def labelled_stream(split, n_segments: int, hold_frames: int, seed: int):
+    """Raw-convention landmark frames (normalised faces with the y/z axes flipped back, identity
+    matrix), blendshapes, truth labels and change indices."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    idx = np.nonzero(split.found)[0]
+    order, prev = [], -1
+    while len(order) < n_segments:
+        i = int(rng.choice(idx))
+        if split.labels[i] != prev:
+            order.append(i)
+            prev = split.labels[i]
+    lm = torch.from_numpy(split.norm_landmarks)
+    bs = torch.from_numpy(split.blendshapes)
+    a = torch.tensor(order)
+    # assemble=False route: ask for landmarks+blendshapes separately by using the identity feature layout
+    frames_lm, frames_bs = [], []
+    for i in a:
+        x, _ = make_sequences(lm, bs, torch.from_numpy(split.labels.astype(np.int64)), i[None], i[None], hold_frames,
+                              STREAM_AUGMENT, gen, use_blendshapes=True, use_landmarks=True)
+        frames_bs.append(x[0, :, :52].numpy())
+        frames_lm.append(x[0, :, 52:].reshape(hold_frames, 478, 3).numpy())
+    lm_all = np.concatenate(frames_lm) * np.array([1.0, -1.0, -1.0], np.float32)  # back to image axes
+    truth = np.repeat(split.labels[order], hold_frames)
+    changes = [k * hold_frames for k in range(1, n_segments)]
+    return lm_all, np.concatenate(frames_bs), truth, changes
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--features", type=Path, default=Path("runs/features/fer2013"))
+    ap.add_argument("--lstm", type=Path, default=Path("models/lstm_fer7"))
+    ap.add_argument("--frame", type=Path, default=Path("models/frame_fer7"))
+    ap.add_argument("--segments", type=int, default=200)
+    ap.add_argument("--hold", type=float, default=3.0, help="seconds each face is held")
+    ap.add_argument("--rate", type=float, default=30.0)
+    ap.add_argument("--out", type=Path, default=Path("docs/results/lstm_stream.json"))
+    a = ap.parse_args(argv)
+    torch.set_num_threads(2)
+
+    def estimators():
+        return {"lstm": EmotionEstimator(a.lstm), "per_frame": EmotionEstimator(a.frame)}
+
+    # 1. real videos
+    videos, flips = {}, {"lstm": [], "per_frame": []}
+    total_s = 0.0
+    for name in tqdm(VIDEOS, desc="videos"):
+        labels, times, dur = video_labels(a.data / "faces" / name, estimators())
+        if len(times) < 2:
+            continue
+        span = times[-1] - times[0]
+        total_s += span
+        videos[name] = {"seconds_with_face": round(span, 2)}
+        for k in labels:
+            f = label_flips_per_minute(labels[k], times)
+            videos[name][f"flips_per_min_{k}"] = round(f, 2)
+            flips[k].append(f * span)
+        if name == VIDEOS[0]:
+            ests = estimators()
+            plot_timeline(times, labels, ests["lstm"].classes, a.out.parent / "timeline_wolfganglanger.png",
+                          f"{name}: LSTM vs per-frame labels (no ground truth: a talking face)")
+    fl_lstm = sum(flips["lstm"]) / total_s
+    fl_frame = sum(flips["per_frame"]) / total_s
+
+    # 2. labelled streams with known change points
+    split = load_split(a.features, "test", EmotionEstimator(a.lstm).classes)
+    hold = int(round(a.hold * a.rate))
+    lm, bs, truth, changes = labelled_stream(split, a.segments, hold, seed=7)
+    ests = estimators()
+    classes = ests["lstm"].classes
+    preds = {k: [] for k in ests}
+    times = [k / a.rate for k in range(len(truth))]
+    for k in tqdm(range(len(truth)), desc="labelled stream"):
+        for name, est in ests.items():
+            out = est.update([(1, lm[k], bs[k], np.eye(4))], 1.0, 1.0, times[k], now=times[k])
+            preds[name].append(classes.index(out[0].label))
+    react = {}
+    for name in ests:
+        rt = reaction_times(preds[name], list(truth), times, changes, hold=3)
+        # only changes whose new face is labelled right at the end of its segment
+        ends = [c + hold - 1 for c in changes]
+        ok = [not np.isnan(r) and preds[name][e] == truth[e] for r, e in zip(rt, ends)]
+        vals = np.array([r for r, o in zip(rt, ok) if o])
+        react[name] = {"median_s": round(float(np.median(vals)), 3) if len(vals) else None,
+                       "p90_s": round(float(np.percentile(vals, 90)), 3) if len(vals) else None,
+                       "within_1s": round(float((vals <= 1.0).mean()), 3) if len(vals) else None,
+                       "changes_scored": int(len(vals)), "changes": len(changes),
+                       "flips_per_min": round(label_flips_per_minute(preds[name], times), 2),
+                       "frame_accuracy": round(float((np.array(preds[name]) == truth).mean()), 4)}
+    span = slice(0, min(len(truth), 20 * hold))
+    plot_timeline(times[span], {"truth": [classes[t] for t in truth[span]],
+                                "LSTM": [classes[p] for p in preds["lstm"][span]],
+                                "per-frame": [classes[p] for p in preds["per_frame"][span]]},
+                  classes, a.out.parent / "timeline_labelled_stream.png",
+                  f"labelled stream of FER2013 test faces ({a.hold:.0f} s each, {a.rate:.0f} Hz): first 20 segments")
+    res = {
+        "flips_per_min_lstm": round(fl_lstm, 2), "flips_per_min_per_frame": round(fl_frame, 2),
+        "flip_ratio_lstm_to_per_frame": round(fl_lstm / fl_frame, 3) if fl_frame else None,
+        "reaction_s": react["lstm"]["median_s"], "reaction_p90_s": react["lstm"]["p90_s"],
+        "reaction_within_1s": react["lstm"]["within_1s"], "videos": videos, "video_seconds": round(total_s, 1),
+        "labelled_stream": {"segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate, **{k: v for k, v in react.items()}},
+        "command": "python -m training.eval_stream" + (" " + " ".join(argv) if argv else ""),
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=1))
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
