@@ -6,7 +6,6 @@ the face-mesh landmarker's cost on the same machine in the same run for scale.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import cv2
 import numpy as np
 
 from facephi_ros.emotion.estimator import EmotionEstimator
+from facephi_ros.evaluation.metrics import write_result
 from facephi_ros.landmarks.landmarker import Landmarker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,9 +55,7 @@ def main(argv=None) -> int:
     res.update({"per_face_p50_ms": one, "ratio_to_landmarker": round(one / res["landmarker_p50_ms"], 3),
                 "window": EmotionEstimator().window, "meets_2ms": bool(max(v["per_face_p50_ms"] for v in res["per_faces"].values()) <= 2.0),
                 "command": "python -m benchmarks.emotion_bench" + (" " + " ".join(argv) if argv else "")})
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    print(json.dumps(res, indent=1))
+    write_result(a.out, res)
     return 0
 
 

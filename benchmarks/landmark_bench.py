@@ -70,6 +70,7 @@ def main(argv=None) -> int:
     from sensor_msgs.msg import Image
 
     from facephi_ros.assets import asset_path
+    from facephi_ros.evaluation.metrics import write_result
     from facephi_ros.landmarks.landmarker import Landmarker
     from facephi_ros.msg import FaceLandmarksArray
     from facephi_ros.nodes.common import FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS
@@ -138,9 +139,7 @@ def main(argv=None) -> int:
         "machine": f"{os.cpu_count()} cores", "command": "python -m benchmarks.landmark_bench" + (" " + " ".join(argv) if argv else ""),
     }
     res["meets_targets"] = bool(res["processed_ratio"] >= 0.95 and res["latency_p50_ms"] <= res["latency_budget_ms"])
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    print(json.dumps(res, indent=1))
+    write_result(a.out, res)
     return 0
 
 

@@ -6,7 +6,6 @@ import json
 import math
 import shutil
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np

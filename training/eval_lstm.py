@@ -10,7 +10,6 @@ the single clean frame, and also on the mean of its per-frame outputs over the s
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import make_sequences
-from facephi_ros.evaluation.metrics import classification_report, plot_confusion
+from facephi_ros.evaluation.metrics import classification_report, plot_confusion, write_result
 from facephi_ros.models.lstm import load_model
 from training.train_lstm import STREAM_AUGMENT, feature_kwargs, stream_probs
 
@@ -83,9 +82,7 @@ def main(argv=None) -> int:
         "command": "python -m training.eval_lstm" + (" " + " ".join(argv) if argv else ""),
         "details": {"fer7": r7, "fer3": r3},
     }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1))
-    print(json.dumps({k: v for k, v in out.items() if k != "details"}, indent=1))
+    write_result(a.out, out, show={k: v for k, v in out.items() if k != "details"})
     return 0
 
 

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import make_sequences
 from facephi_ros.emotion.estimator import EmotionEstimator
-from facephi_ros.evaluation.metrics import label_flips_per_minute, plot_timeline, reaction_times
+from facephi_ros.evaluation.metrics import label_flips_per_minute, plot_timeline, reaction_times, write_result
 from facephi_ros.landmarks.landmarker import Landmarker
 from facephi_ros.landmarks.tracker import FaceTracker
 from training.train_lstm import STREAM_AUGMENT
@@ -166,9 +165,7 @@ def main(argv=None) -> int:
         "labelled_stream": {"segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate, **{k: v for k, v in react.items()}},
         "command": "python -m training.eval_stream" + (" " + " ".join(argv) if argv else ""),
     }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(res, indent=1))
-    print(json.dumps(res, indent=1))
+    write_result(a.out, res)
     return 0
 
 

@@ -5,7 +5,6 @@ synthetic, so ids, crossings and face counts are known exactly.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,15 +12,19 @@ import numpy as np
 from ..landmarks.landmarker import Landmarker
 
 
-def face_crops(images: list[str | Path], height: int = 160, margin: float = 0.35) -> list[np.ndarray]:
-    """RGB crops around the first face of each image, resized to `height` pixels."""
+def face_crops(images: list, height: int = 160, margin: float = 0.35) -> list[np.ndarray]:
+    """RGB crops around every face found in each image (a path or an RGB array), resized to
+    `height` pixels."""
     crops = []
     with Landmarker(video=False, num_faces=5) as lm:
         for path in images:
-            bgr = cv2.imread(str(path))
-            if bgr is None:
-                raise FileNotFoundError(f"cannot read image {path}")
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if isinstance(path, np.ndarray):
+                rgb = path
+            else:
+                bgr = cv2.imread(str(path))
+                if bgr is None:
+                    raise FileNotFoundError(f"cannot read image {path}")
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             faces = lm.detect(rgb)
             if not faces:
                 raise ValueError(f"no face found in {path}")

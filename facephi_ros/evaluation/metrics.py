@@ -62,6 +62,28 @@ def reaction_times(pred: list, truth: list, times_s: list[float], changes: list[
     return out
 
 
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_result(path, result: dict, show: dict | None = None) -> Path:
+    """Write an evaluation's JSON result (creating folders) and print it (or `show`)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(json.dumps(result if show is None else show, indent=1))
+    return path
+
+
 def plot_confusion(cm, classes: list[str], path: str | Path, title: str = "") -> Path:
     import matplotlib
 
@@ -82,12 +104,7 @@ def plot_confusion(cm, classes: list[str], path: str | Path, title: str = "") ->
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (row-normalised; counts below)")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_timeline(times_s, series: dict[str, list], classes: list[str], path: str | Path, title: str = "") -> Path:
@@ -107,9 +124,4 @@ def plot_timeline(times_s, series: dict[str, list], classes: list[str], path: st
     ax.set_xlabel("time (s)")
     ax.legend(loc="upper right", fontsize=7)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

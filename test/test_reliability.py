@@ -1,0 +1,69 @@
+"""Faults: a node killed and restarted while the others keep running; a broken emotion model
+stops the whole launch cleanly."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import yaml
+from rosnodes import NodeProcess
+
+from facephi_ros.msg import EmotionEstimate
+from facephi_ros.nodes.common import EMOTION_TOPIC
+
+REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def _child(pid: int, exe: str):
+    for c in psutil.Process(pid).children(recursive=True):
+        try:
+            if any(exe in part for part in c.cmdline()):
+                return c
+        except psutil.Error:
+            pass
+    return None
+
+
+def test_face_mesh_restart_resumes_pipeline(probe, tmp_path):
+    probe.subscribe(EmotionEstimate, EMOTION_TOPIC)
+    launcher = subprocess.Popen([sys.executable, "-m", "facephi_ros.launcher", "run_monitor:=false"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert probe.wait_for(EMOTION_TOPIC, 30, 60), "no /emotion from the pipeline"
+        fm = _child(launcher.pid, "face_mesh_node")
+        cam, emo = _child(launcher.pid, "camera_node"), _child(launcher.pid, "emotion_node")
+        assert fm and cam and emo
+        fm.kill()  # the face-mesh node dies
+        fm.wait(10)
+        time.sleep(3.0)
+        n_dead = len(probe.messages(EMOTION_TOPIC))
+        time.sleep(1.0)
+        assert len(probe.messages(EMOTION_TOPIC)) - n_dead <= 2, "estimates kept coming without landmarks"
+        assert cam.is_running() and emo.is_running(), "the other nodes must keep running"
+        assert launcher.poll() is None
+        with NodeProcess("face_mesh_node", "face_mesh") as again:  # restarted by hand (or by a supervisor)
+            assert probe.wait_for(EMOTION_TOPIC, n_dead + 40, 60), again.log
+            after = [e for e in probe.messages(EMOTION_TOPIC)[n_dead:]]
+            frames = [e.window_frames for e in after]
+            assert frames[0] == 1 and max(frames) == 16, frames[:20]  # the window refills from empty
+            assert frames[:5] == [1, 2, 3, 4, 5]
+    finally:
+        launcher.send_signal(signal.SIGINT)
+        launcher.wait(30)
+
+
+def test_broken_emotion_model_stops_the_launch(ros, tmp_path):
+    params = yaml.safe_load((REPO / "config" / "facephi.yaml").read_text())
+    params["emotion"]["ros__parameters"]["model_dir"] = str(tmp_path / "no_model")
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(params))
+    r = subprocess.run([sys.executable, "-m", "facephi_ros.launcher", f"params_file:={f}"], capture_output=True,
+                       text=True, timeout=90)
+    assert r.returncode == 2
+    assert "emotion exited with status 2" in r.stderr and f"{tmp_path / 'no_model' / 'model.json'} not found" in r.stderr
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] and any(
+        str(f) in part for part in p.info["cmdline"])]
+    assert not left, "processes left half-running"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Rebuild every shipped weight file from the labelled images (about 1 h on 2 CPU cores):
+# features -> face geometry -> LSTM and per-frame models for 7 and 3 classes -> evaluations.
+#   bash training/rebuild_all.sh [../shared/data/fer2013]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=.venv/bin/python
+ROOT=${1:-../shared/data/fer2013}
+$PY -m training.build_dataset --root "$ROOT" --out runs/features/fer2013
+$PY -m training.derive_face_geometry --features runs/features/fer2013/train.npz
+for tag in fer7 fer3; do
+  $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml
+  $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml --per-frame
+done
+$PY -m training.eval_lstm
+$PY -m training.eval_stream
