@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from facephi_ros import __version__
 from facephi_ros.data.image_folder import extract_many, index_split
+from facephi_ros.landmarks.landmarker import SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fer2013"
 
@@ -68,8 +69,8 @@ def main(argv=None) -> int:
     ap.add_argument("--splits", nargs="+", default=["train", "test"])
     ap.add_argument("--out", type=Path, default=Path("runs/features/fer2013"))
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--upscale", type=int, default=144, help="side in pixels small images are upscaled to")
-    ap.add_argument("--pad", type=float, default=0.25, help="black padding, fraction of the upscaled side")
+    ap.add_argument("--upscale", type=int, default=SMALL_IMAGE_UPSCALE, help="side in pixels small images are upscaled to")
+    ap.add_argument("--pad", type=float, default=SMALL_IMAGE_PAD, help="black padding, fraction of the upscaled side")
     ap.add_argument("--limit", type=int, default=0, help="a seeded random subset of this many images per split")
     a = ap.parse_args(argv)
     for split in a.splits:

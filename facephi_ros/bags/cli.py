@@ -114,6 +114,7 @@ def main(argv=None) -> int:
     p.add_argument("video", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--width", type=int, default=0)
+    p.add_argument("--height", type=int, default=0)
     p.add_argument("--max-frames", type=int, default=0)
     p.add_argument("--rate", type=float, default=0.0, help="stamp rate (default: the video's)")
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
         if a.cmd == "make-video":
             from .make import bag_from_video
 
-            print(json.dumps(bag_from_video(a.video, a.out, a.storage, a.width, a.max_frames, a.rate)))
+            print(json.dumps(bag_from_video(a.video, a.out, a.storage, a.width, a.max_frames, a.rate, a.height)))
         elif a.cmd == "make-images":
             from .make import StreamSpec, bag_from_images
 

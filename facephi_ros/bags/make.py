@@ -18,9 +18,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ..data.image_folder import SMALL_IMAGE, index_split
+from ..data.image_folder import index_split, load_for_landmarker
 from ..emotion.valence_arousal import valence_arousal
-from ..landmarks.landmarker import prepare_small_image
 from .io import GT_TOPIC, BagError, add_connection, open_writer, typestore
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -37,7 +36,8 @@ def _image_msg(ts, bgr: np.ndarray, stamp_ns: int, frame_id: str = "camera"):
 
 
 def bag_from_video(video: str | Path, out: str | Path, storage: str = "mcap", width: int = 0, max_frames: int = 0,
-                   rate: float = 0.0) -> dict:
+                   rate: float = 0.0, height: int = 0) -> dict:
+    """Frames of `video` as bgr8 images; width/height resize (one of them 0: keep the aspect ratio)."""
     cap = cv2.VideoCapture(str(video))
     if not cap.isOpened():
         raise BagError(f"cannot open video {video}")
@@ -53,8 +53,11 @@ def bag_from_video(video: str | Path, out: str | Path, storage: str = "mcap", wi
                 ok, f = cap.read()
                 if not ok or (max_frames and k >= max_frames):
                     break
-                if width and f.shape[1] != width:
-                    f = cv2.resize(f, (width, int(round(f.shape[0] * width / f.shape[1]))), interpolation=cv2.INTER_AREA)
+                if width or height:
+                    w_ = width or int(round(f.shape[1] * height / f.shape[0]))
+                    h_ = height or int(round(f.shape[0] * width / f.shape[1]))
+                    if (w_, h_) != (f.shape[1], f.shape[0]):
+                        f = cv2.resize(f, (w_, h_), interpolation=cv2.INTER_AREA)
                 t = T0_NS + int(round(k * 1e9 / fps))
                 w.write(conn, t, ts.serialize_cdr(_image_msg(ts, f, t), "sensor_msgs/msg/Image"))
                 k += 1
@@ -106,12 +109,11 @@ def _frame(img: np.ndarray, rng, spec: StreamSpec) -> np.ndarray:
 
 
 def load_bgr(path: str) -> np.ndarray:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise BagError(f"cannot read image {path}")
-    if min(img.shape[:2]) < SMALL_IMAGE:
-        img = prepare_small_image(img)
-    return img
+    """The image as the dataset builder prepares it (small ones upscaled and padded), BGR."""
+    try:
+        return np.ascontiguousarray(load_for_landmarker(path)[:, :, ::-1])
+    except ValueError as e:
+        raise BagError(str(e)) from None
 
 
 def bag_from_images(root: str | Path, split: str, out: str | Path, spec: StreamSpec, storage: str = "mcap") -> dict:

@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..landmarks.landmarker import NUM_BLENDSHAPES, NUM_LANDMARKS, Landmarker, prepare_small_image
+from ..landmarks.landmarker import (NUM_BLENDSHAPES, NUM_LANDMARKS, SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE, Landmarker,
+                                    prepare_small_image)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SMALL_IMAGE = 128  # images with a side below this are upscaled and padded
@@ -41,7 +42,7 @@ def index_split(root: str | Path, split: str) -> FolderIndex:
     return FolderIndex(classes, paths, np.array(labels, np.int16))
 
 
-def load_for_landmarker(path: str, upscale: int = 144, pad_fraction: float = 0.25) -> np.ndarray:
+def load_for_landmarker(path: str, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD) -> np.ndarray:
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot read image {path}")
@@ -71,7 +72,7 @@ def _init_worker(model_path, upscale, pad, slots):
     _worker_cfg = (upscale, pad)
 
 
-def extract_one(lm: Landmarker, path: str, upscale: int = 144, pad_fraction: float = 0.25):
+def extract_one(lm: Landmarker, path: str, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD):
     """(found, landmarks (478, 3), blendshapes (52,), matrix (4, 4)); zeros when no face."""
     faces = lm.detect(load_for_landmarker(path, upscale, pad_fraction))
     if not faces:
@@ -85,7 +86,7 @@ def _work(path):
     return extract_one(_worker_lm, path, *_worker_cfg)
 
 
-def extract_many(paths: list[str], workers: int = 2, model_path=None, upscale: int = 144, pad_fraction: float = 0.25,
+def extract_many(paths: list[str], workers: int = 2, model_path=None, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD,
                  progress=None) -> dict[str, np.ndarray]:
     """Features of every image, in order. `progress`: a callable(n_done) (e.g. tqdm.update)."""
     n = len(paths)

@@ -77,7 +77,7 @@ def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anc
         lb[mirror], bb[mirror] = mirror_normalized(lb[mirror], bb[mirror])
     t = torch.arange(T, dtype=torch.float32)
     trans = torch.rand(B, generator=gen) < aug.p_transition
-    start = torch.randint(max(1, T // 4), T, (B,), generator=gen).float()
+    start = torch.randint(max(1, T // 4), max(T, 2), (B,), generator=gen).float()  # T=1: no room to switch
     morph = torch.randint(0, aug.max_morph + 1, (B,), generator=gen).float()
     alpha = ((t[None] - start[:, None] + 1) / (morph[:, None] + 1)).clamp(0, 1)
     alpha = torch.where(trans[:, None], alpha, torch.zeros_like(alpha))  # (B, T)

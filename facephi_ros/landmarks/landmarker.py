@@ -117,10 +117,15 @@ class Landmarker:
             pass
 
 
-def prepare_small_image(gray_or_rgb: np.ndarray, size: int = 192, pad_fraction: float = 0.25) -> np.ndarray:
+# How small face images (FER2013: 48x48) are prepared for the landmarker, everywhere.
+SMALL_IMAGE_UPSCALE = 144
+SMALL_IMAGE_PAD = 0.25
+
+
+def prepare_small_image(gray_or_rgb: np.ndarray, size: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD) -> np.ndarray:
     """Upscale a small face crop (FER2013 is 48x48) bicubically and pad it with black by
     `pad_fraction` of its size on every side. MediaPipe's short-range detector misses faces that
-    fill the whole frame; on a 400-image FER2013 sample this finds 95.5% (replicated borders: 91%)."""
+    fill the whole frame; on a 400-image FER2013 sample this finds 95.5-96.3% (replicated borders: 91%)."""
     import cv2
 
     img = gray_or_rgb
