@@ -28,16 +28,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/emotion_bench.json")
     a = ap.parse_args(argv)
     rgb = cv2.cvtColor(cv2.imread(str(a.data / "single_face.jpg")), cv2.COLOR_BGR2RGB)
-    with Landmarker(num_faces=1) as lm:
-        face = lm.detect(rgb, 0)[0]
-        frame = cv2.resize(rgb, (640, 480))
-        t_lm = []
-        for k in range(200):
-            t0 = time.perf_counter()
-            lm.detect(frame, 33 * (k + 1))
-            t_lm.append(time.perf_counter() - t0)
+    with Landmarker(video=False, num_faces=1) as lm:
+        face = lm.detect(rgb)[0]
     rng = np.random.default_rng(0)
-    res = {"landmarker_p50_ms": round(1000 * float(np.median(t_lm)), 3), "per_faces": {}}
+    res = {"per_faces": {}}
     for n in a.faces:
         est = EmotionEstimator()
         times = []
@@ -51,6 +45,16 @@ def main(argv=None) -> int:
         res["per_faces"][n] = {"frame_p50_ms": round(float(np.median(t)), 3), "frame_p95_ms": round(float(np.percentile(t, 95)), 3),
                                "per_face_p50_ms": round(float(np.median(t)) / n, 3)}
         print(f"{n} face(s): {np.median(t):.3f} ms per frame, {np.median(t) / n:.3f} ms per face (p95 {np.percentile(t, 95):.3f})")
+    # the landmarker for scale, timed after the estimator so that its thread pools cannot
+    # disturb the estimator's timing
+    with Landmarker(num_faces=1) as lm:
+        frame = cv2.resize(rgb, (640, 480))
+        t_lm = []
+        for k in range(200):
+            t0 = time.perf_counter()
+            lm.detect(frame, 33 * (k + 1))
+            t_lm.append(time.perf_counter() - t0)
+    res["landmarker_p50_ms"] = round(1000 * float(np.median(t_lm)), 3)
     one = res["per_faces"][a.faces[0]]["per_face_p50_ms"]
     res.update({"per_face_p50_ms": one, "ratio_to_landmarker": round(one / res["landmarker_p50_ms"], 3),
                 "window": EmotionEstimator().window, "meets_2ms": bool(max(v["per_face_p50_ms"] for v in res["per_faces"].values()) <= 2.0),

@@ -56,7 +56,7 @@ def test_estimates_per_face_and_frame(emotion_node, probe, posed):
         pub.publish(make_array(header, w, h, faces[:1], 0.01, 0))
         header2 = Header(stamp=header.stamp, frame_id="camera2")
         pub.publish(make_array(header2, w2, h2, faces[1:], 0.01, 0))
-        stamps.append(stamp_ns(header))
+        stamps.append(header.stamp.sec * 10**9 + header.stamp.nanosec)
         time.sleep(1 / 30)
     assert probe.wait_for(EMOTION_TOPIC, 48, 15)
     est = probe.messages(EMOTION_TOPIC)
@@ -146,5 +146,30 @@ def test_memory_is_bounded():
     assert len(est.windows) == 0
     for k in range(40):
         est.update([(1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, t=200 + k, now=200.0 + k * 0.01)
-    assert len(est.windows[1].frames) == est.window
+    assert est.windows[1].frames <= est.window
     assert not math.isnan(est.update([(1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, 300, 200.5)[0].valence)
+
+
+def test_estimator_matches_the_model_over_its_window():
+    """The node's streaming path (two staggered LSTM states, one step per frame) gives exactly
+    what the trained model gives over the frames it reports integrating."""
+    import torch
+
+    from facephi_ros.emotion.estimator import EmotionEstimator
+    from facephi_ros.features.normalize import frame_features
+
+    est = EmotionEstimator()
+    rng = np.random.default_rng(3)
+    frames = [(rng.random((478, 3)).astype(np.float32) * 0.2 + 0.4, rng.random(52).astype(np.float32), np.eye(4))
+              for _ in range(40)]
+    counts = []
+    for k, (lm, bs, m) in enumerate(frames):
+        out = est.update([(1, lm, bs, m)], 640, 480, t=k / 30, now=k / 30)[0]
+        counts.append(out.window_frames)
+        n = out.window_frames
+        x = torch.from_numpy(np.stack([frame_features(est.features, *f, 640, 480) for f in frames[k + 1 - n:k + 1]]))
+        with torch.no_grad():
+            ref = torch.softmax(est.model(x[None])[0, -1], -1).numpy()
+        np.testing.assert_allclose(out.probs, ref, atol=1e-5)
+    assert counts[:16] == list(range(1, 17))
+    assert min(counts[16:]) == 9 and max(counts[16:]) == 16  # steady state: the last 9-16 frames

@@ -1,14 +1,18 @@
 """Per-face rolling windows and the temporal model's inference (the node's whole logic, ROS-free).
 
-For every tracked face id a window of the last `window` per-frame encodings is kept (the
-encoder runs once per frame; the LSTM reruns over the window, so its output depends on
-exactly the last `window` frames, as in training). Faces not seen for `forget_after` seconds
-are dropped, and at most `max_faces` windows exist: memory is bounded.
+Training puts the loss on every step of 16-frame sequences that start from a zero LSTM state,
+so the model's output after any k <= 16 frames is what it was trained to give. Re-running the
+LSTM over the last 16 frames at every frame would cost 16 steps per frame; instead each face
+keeps two LSTM states that restart half a window apart, both advance one step per frame, and the
+estimate comes from the one with the longer history: in steady state it integrates the last 9
+to 16 frames (reported in window_frames), exactly as the model would over those frames, at the
+cost of two steps. Faces not seen for `forget_after` seconds are dropped and at most
+`max_faces` faces are kept: memory is bounded.
 """
 from __future__ import annotations
 
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +38,25 @@ class Estimate:
     window_frames: int
 
 
-class _Window:
-    __slots__ = ("frames", "last_seen", "last_t")
+class _State:
+    __slots__ = ("hc", "count")
 
-    def __init__(self, size: int):
-        self.frames: deque = deque(maxlen=size)
+    def __init__(self):
+        self.hc = None  # (h, c) of the LSTM, None = zero state
+        self.count = 0  # frames integrated since the last restart
+
+
+class _Window:
+    __slots__ = ("states", "last_seen", "last_t")
+
+    def __init__(self):
+        self.states: list[_State | None] = [_State(), None]
         self.last_seen = 0.0
         self.last_t = -np.inf
+
+    @property
+    def frames(self) -> int:
+        return max(s.count for s in self.states if s is not None)
 
 
 class EmotionEstimator:
@@ -64,7 +80,27 @@ class EmotionEstimator:
             del self.windows[k]
         return gone
 
-    @torch.no_grad()
+    def _step(self, w: _Window, z: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Advance a face's LSTM states by one frame encoding z (H,); logits and frames integrated."""
+        if self.model.lstm is None:
+            return self.model.head(z[None])[0], 1
+        half = max(1, self.window // 2)
+        for s in w.states:
+            if s is not None and s.count >= self.window:  # integrated a full window: restart
+                s.hc, s.count = None, 0
+        if w.states[1] is None and w.states[0].count == half:
+            w.states[1] = _State()
+        best_out, best_n = None, -1
+        for s in w.states:
+            if s is None:
+                continue
+            out, s.hc = self.model.lstm(z[None, None], s.hc)
+            s.count += 1
+            if s.count > best_n:
+                best_out, best_n = out[0, -1], s.count
+        return self.model.head((best_out + z)[None])[0], best_n
+
+    @torch.inference_mode()
     def update(self, faces: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], width: float, height: float,
                t: float, now: float | None = None) -> list[Estimate]:
         """One frame: faces = [(face_id, landmarks (478, 3), blendshapes (52,), matrix (4, 4))],
@@ -78,22 +114,26 @@ class EmotionEstimator:
         mat = np.stack([f[3] for f in faces])
         x = torch.from_numpy(frame_features(self.features, lm, bs, mat, width, height))
         z = self.model.encode(x)  # (N, H): the per-frame part, once per frame
-        seqs = []
-        for (fid, *_), zi in zip(faces, z):
-            w = self.windows.get(fid)
-            if w is None:
-                w = self.windows[fid] = _Window(self.window)
-                while len(self.windows) > self.max_faces:
-                    self.windows.popitem(last=False)
-            self.windows.move_to_end(fid)
-            w.frames.append(zi)
-            w.last_seen, w.last_t = now, t
-            seqs.append(torch.stack(list(w.frames)))
-        lengths = [len(s) for s in seqs]
-        if len(set(lengths)) == 1:
-            probs = torch.softmax(self.model.head(self.model.temporal(torch.stack(seqs)))[:, -1], -1)
-        else:
-            probs = torch.cat([torch.softmax(self.model.head(self.model.temporal(s[None]))[:, -1], -1) for s in seqs])
+        logits, lengths = [], []
+        # oneDNN's LSTM costs over twice as much as the native kernel at batch size 1 here:
+        # off, for this call only.
+        prev = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            for (fid, *_), zi in zip(faces, z):
+                w = self.windows.get(fid)
+                if w is None:
+                    w = self.windows[fid] = _Window()
+                    while len(self.windows) > self.max_faces:
+                        self.windows.popitem(last=False)
+                self.windows.move_to_end(fid)
+                w.last_seen, w.last_t = now, t
+                lg, n = self._step(w, zi)
+                logits.append(lg)
+                lengths.append(n)
+        finally:
+            torch.backends.mkldnn.enabled = prev
+        probs = torch.softmax(torch.stack(logits), -1)
         self.forget(now)
         out = []
         for (fid, *_), p, n in zip(faces, probs.numpy(), lengths):

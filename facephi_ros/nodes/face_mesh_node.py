@@ -92,7 +92,7 @@ class FaceMeshNode(Node):
         ts_ms = msg.header.stamp.sec * 1000 + msg.header.stamp.nanosec // 1_000_000
         if self._last_ts_ms is not None and ts_ms <= self._last_ts_ms:
             if self._last_ts_ms - ts_ms > TIME_RESET_S * 1000:
-                self.get_logger().warn(f"image stamps jumped back {(self._last_ts_ms - ts_ms) / 1000:.1f} s: restarting landmarker and tracker")
+                self.get_logger().warning(f"image stamps jumped back {(self._last_ts_ms - ts_ms) / 1000:.1f} s: restarting landmarker and tracker")
                 self.diag.count("time_resets")
                 self.landmarker.close()
                 self.landmarker = self._make_landmarker()
