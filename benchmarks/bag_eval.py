@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bags")
     ap.add_argument("--features", type=Path, default=REPO / "runs" / "features" / "fer2013")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "results" / "bag_eval.json")
+    ap.add_argument("--reuse-fer", action="store_true", help="reuse the last FER2013 replay in --work (no new replay)")
     a = ap.parse_args(argv)
     from facephi_ros.assets import asset_path
     from facephi_ros.bags.evaluate import evaluate_bag
@@ -75,7 +76,8 @@ def main(argv=None) -> int:
     if not fbag.exists():
         bag_from_images(FER, "test", fbag, StreamSpec(hold_s=a.hold, transition_s=0.1, rate=30.0, per_class=a.per_class))
     video = evaluate_bag(vbag, a.work / "eval_default")
-    fer = evaluate_bag(fbag, a.work / "eval_fer2013")
+    fer_json = a.work / "eval_fer2013" / "bag_eval.json"
+    fer = json.loads(fer_json.read_text()) if a.reuse_fer and fer_json.exists() else evaluate_bag(fbag, a.work / "eval_fer2013")
     for sub in ("eval_default", "eval_fer2013"):
         for png in ("timeline.png", "confusion.png"):
             src = a.work / sub / png

@@ -61,7 +61,10 @@ def _children_cpu(pid: int) -> dict:
         for c in psutil.Process(pid).children(recursive=True):
             try:
                 t = c.cpu_times()
-                out[c.pid] = (" ".join(c.cmdline()[:1]).rsplit("/", 1)[-1], t.user + t.system)
+                cmd = c.cmdline()
+                # node executables are Python scripts: name them by the script, not the interpreter
+                exe = next((part for part in cmd if "/lib/facephi_ros/" in part), cmd[0] if cmd else str(c.pid))
+                out[c.pid] = (exe.rsplit("/", 1)[-1], t.user + t.system)
             except psutil.Error:
                 pass
     except psutil.Error:
@@ -162,7 +165,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, rate: float = 1.0, launch_arg
     cpu = {}
     for pid, (name, c1) in cpu1.items():
         if pid in cpu0:
-            cpu[name] = round((c1 - cpu0[pid][1]) / wall, 3)
+            cpu[name] = round(cpu.get(name, 0.0) + (c1 - cpu0[pid][1]) / wall, 3)
     res.update({"bare_landmarker_p50_ms": bare_ms, "cpu_share": cpu, "cpu_share_total": round(sum(cpu.values()), 3),
                 "model": model, "classes": classes, "bag": str(bag), "published": published, "recorded": counts,
                 "replay_rate": rate, "replay_seconds": round(wall, 2), "machine": f"{os.cpu_count()} cores",
