@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     from facephi_ros.assets import asset_path
     from facephi_ros.bags.evaluate import evaluate_bag
     from facephi_ros.bags.make import StreamSpec, bag_from_images, bag_from_video
-    from facephi_ros.evaluation.metrics import write_result
+    from facephi_ros.evaluation.metrics import command_line, write_result
 
     a.work.mkdir(parents=True, exist_ok=True)
     vbag, fbag = a.work / "default_640x480", a.work / f"fer2013_test_{a.per_class}pc"
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         "bare_landmarker_p50_ms": video["bare_landmarker_p50_ms"], "cpu_share": video["cpu_share"],
         "cpu_share_total": video["cpu_share_total"], "video_frames": video["frames_published"],
         "fer_latency_p50_ms": fer["latency_p50_ms"], "fer_processed_ratio": fer["processed_ratio"],
-        "command": "python -m benchmarks.bag_eval" + (" " + " ".join(argv) if argv else ""),
+        "command": command_line("python -m benchmarks.bag_eval", argv),
         "bags": {"default": str(vbag.relative_to(REPO)), "fer2013": str(fbag.relative_to(REPO))},
     }
     write_result(a.out, res)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from facephi_ros.emotion.estimator import EmotionEstimator
-from facephi_ros.evaluation.metrics import write_result
+from facephi_ros.evaluation.metrics import command_line, write_result
 from facephi_ros.landmarks.landmarker import Landmarker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     one = res["per_faces"][a.faces[0]]["per_face_p50_ms"]
     res.update({"per_face_p50_ms": one, "ratio_to_landmarker": round(one / res["landmarker_p50_ms"], 3),
                 "window": EmotionEstimator().window, "meets_2ms": bool(max(v["per_face_p50_ms"] for v in res["per_faces"].values()) <= 2.0),
-                "command": "python -m benchmarks.emotion_bench" + (" " + " ".join(argv) if argv else "")})
+                "command": command_line("python -m benchmarks.emotion_bench", argv)})
     write_result(a.out, res)
     return 0
 

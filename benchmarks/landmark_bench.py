@@ -66,13 +66,13 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(101, 200)))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import rclpy
+    from facephi_ros.msg import FaceLandmarksArray
     from rosnodes import NodeProcess, Probe, image_msg
     from sensor_msgs.msg import Image
 
     from facephi_ros.assets import asset_path
-    from facephi_ros.evaluation.metrics import write_result
+    from facephi_ros.evaluation.metrics import command_line, write_result
     from facephi_ros.landmarks.landmarker import Landmarker
-    from facephi_ros.msg import FaceLandmarksArray
     from facephi_ros.nodes.common import FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS
 
     n = int(a.seconds * a.rate)
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         "latency_ratio_to_bare_plus_transport": round(pct(lat, 50) / (bare_p50 + transport_p50), 3),
         "node_cpu_share": round((cpu1 - cpu0) / wall, 3), "faces_per_frame_mean": round(float(np.mean(faces)), 3) if faces else 0,
         "input": "640x480 bgr8 at %.0f Hz, %d frames of %s" % (a.rate, len(stamps), (a.video or asset_path("default_video")).name),
-        "machine": f"{os.cpu_count()} cores", "command": "python -m benchmarks.landmark_bench" + (" " + " ".join(argv) if argv else ""),
+        "machine": f"{os.cpu_count()} cores", "command": command_line("python -m benchmarks.landmark_bench", argv),
     }
     res["meets_targets"] = bool(res["processed_ratio"] >= 0.95 and res["latency_p50_ms"] <= res["latency_budget_ms"])
     write_result(a.out, res)

@@ -69,14 +69,20 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     import psutil
     import rclpy
+    from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
     from rosnodes import NodeProcess, Probe, image_msg, read_video
     from sensor_msgs.msg import Image
 
     from facephi_ros.data.compose import face_crops, grid_frame
-    from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
-    from facephi_ros.nodes.common import EMOTION_TOPIC, FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS
+    from facephi_ros.evaluation.metrics import command_line
+    from facephi_ros.nodes.common import (
+        EMOTION_TOPIC,
+        FACES_TOPIC,
+        IMAGE_TOPIC,
+        SENSOR_QOS,
+    )
 
-    res = {"command": "python -m benchmarks.reliability" + (" " + " ".join(argv) if argv else ""),
+    res = {"command": command_line("python -m benchmarks.reliability", argv),
            "machine": f"{os.cpu_count()} cores"}
     rclpy.init()
     probe = Probe("reliability")
@@ -122,7 +128,7 @@ def main(argv=None) -> int:
     sources = [DATA / n for n in ("single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg",
                                   "45-m7-di-ph.jpg", "multi_face.jpg")]
     sources += [read_video(DATA / v, 1)[0] for v in ("WolfgangLanger_Pexels.mp4", "single_face.mp4")]
-    sources.append(read_video(DATA / "noface_face.mov")[-1])
+    sources.append(read_video(DATA / "noface_face.mov")[130])  # the face is in from frame 96
     crops = face_crops(sources, height=130)[:10]
     grid = grid_frame(crops, cols=5, size=(1280, 720))
     with NodeProcess("face_mesh_node", "face_mesh_many", {"num_faces": 12}) as fm:

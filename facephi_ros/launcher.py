@@ -30,7 +30,10 @@ PACKAGE = "facephi_ros"
 
 def package_paths() -> tuple[Path, Path]:
     """(lib dir with the node executables, default parameter file), from the ament index."""
-    from ament_index_python.packages import get_package_prefix, get_package_share_directory
+    from ament_index_python.packages import (
+        get_package_prefix,
+        get_package_share_directory,
+    )
 
     prefix = Path(get_package_prefix(PACKAGE))
     return prefix / "lib" / PACKAGE, Path(get_package_share_directory(PACKAGE)) / "config" / "facephi.yaml"

@@ -2,10 +2,10 @@
 Usage: python echo_node.py FaceLandmarksArray|EmotionEstimate"""
 import sys
 
+import facephi_ros.msg as msgs
 import rclpy
 from rclpy.node import Node
 
-import facephi_ros.msg as msgs
 from facephi_ros.nodes.common import reliable_qos
 
 

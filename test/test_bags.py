@@ -115,9 +115,10 @@ def test_unknown_message_type_is_one_clear_error(tmp_path):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_recorder_leaves_a_complete_bag(probe, tmp_path, sig):
     from facephi_ros.msg import EmotionEstimate
+    from std_msgs.msg import Header
+
     from facephi_ros.nodes.common import reliable_qos
     from facephi_ros.nodes.convert import make_estimate
-    from std_msgs.msg import Header
 
     out = tmp_path / "rec"
     proc = subprocess.Popen([sys.executable, "-m", "facephi_ros.bags.cli", "record", str(out), "--topics", "/emotion_rec_test"],

@@ -10,12 +10,12 @@ import time
 import cv2
 import numpy as np
 import pytest
+from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 from rosnodes import NodeProcess
 from std_msgs.msg import Header
 
 from facephi_ros.emotion.estimator import DEFAULT_MODEL_DIR
 from facephi_ros.landmarks.landmarker import Landmarker
-from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 from facephi_ros.nodes.common import EMOTION_TOPIC, FACES_TOPIC
 from facephi_ros.nodes.convert import face_to_msg, make_array
 

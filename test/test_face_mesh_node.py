@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from facephi_ros.msg import FaceLandmarksArray
 from rosnodes import NodeProcess, image_msg, read_video
 from sensor_msgs.msg import Image
 
-from facephi_ros.msg import FaceLandmarksArray
 from facephi_ros.nodes.common import FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS
 
 

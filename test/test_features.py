@@ -4,8 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facephi_ros.features.normalize import (BLENDSHAPE_MIRROR, FeatureConfig, frame_features, landmark_mirror,
-                                            mirror_face, normalize_landmarks, pose_angles)
+from facephi_ros.features.normalize import (
+    BLENDSHAPE_MIRROR,
+    FeatureConfig,
+    frame_features,
+    landmark_mirror,
+    mirror_face,
+    normalize_landmarks,
+    pose_angles,
+)
 from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES, Landmarker
 
 

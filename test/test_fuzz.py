@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from facephi_ros.msg import FaceLandmarks, FaceLandmarksArray
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
-
-from facephi_ros.msg import FaceLandmarks, FaceLandmarksArray
 
 N_IMAGES = int(os.environ.get("FACEPHI_FUZZ_IMAGES", 1500))
 N_FACES = int(os.environ.get("FACEPHI_FUZZ_FACES", 2500))

@@ -9,10 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 
 from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES, FaceMesh
-from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
-from facephi_ros.nodes.convert import MessageError, face_to_msg, make_array, make_estimate, msg_to_arrays
+from facephi_ros.nodes.convert import (
+    MessageError,
+    face_to_msg,
+    make_array,
+    make_estimate,
+    msg_to_arrays,
+)
 
 
 def echo(probe, kind, msg):

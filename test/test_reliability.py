@@ -9,9 +9,9 @@ import time
 
 import psutil
 import yaml
+from facephi_ros.msg import EmotionEstimate
 from rosnodes import NodeProcess
 
-from facephi_ros.msg import EmotionEstimate
 from facephi_ros.nodes.common import EMOTION_TOPIC
 
 REPO = __import__("pathlib").Path(__file__).resolve().parent.parent

@@ -18,7 +18,11 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from facephi_ros.features.normalize import _CANONICAL_FILE, _MIRROR_FILE, normalize_landmarks
+from facephi_ros.features.normalize import (
+    _CANONICAL_FILE,
+    _MIRROR_FILE,
+    normalize_landmarks,
+)
 
 
 def derive(landmarks: np.ndarray, matrices: np.ndarray) -> tuple[np.ndarray, float]:

@@ -18,7 +18,12 @@ import torch
 
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import make_sequences
-from facephi_ros.evaluation.metrics import classification_report, plot_confusion, write_result
+from facephi_ros.evaluation.metrics import (
+    classification_report,
+    command_line,
+    plot_confusion,
+    write_result,
+)
 from facephi_ros.models.lstm import load_model
 from training.train_lstm import STREAM_AUGMENT, feature_kwargs, stream_probs
 
@@ -79,7 +84,7 @@ def main(argv=None) -> int:
         "per_frame_acc3": round(r3["per_frame"]["accuracy"], 4),
         "per_frame_mean16_acc7": round(r7["per_frame_mean16"]["accuracy"], 4),
         "detection_rate": round(r7["detection_rate"], 4), "n_test7": r7["n_test"], "n_test3": r3["n_test"],
-        "command": "python -m training.eval_lstm" + (" " + " ".join(argv) if argv else ""),
+        "command": command_line("python -m training.eval_lstm", argv),
         "details": {"fer7": r7, "fer3": r3},
     }
     write_result(a.out, out, show={k: v for k, v in out.items() if k != "details"})

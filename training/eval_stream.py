@@ -25,7 +25,13 @@ from tqdm import tqdm
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import make_sequences
 from facephi_ros.emotion.estimator import EmotionEstimator
-from facephi_ros.evaluation.metrics import label_flips_per_minute, plot_timeline, reaction_times, write_result
+from facephi_ros.evaluation.metrics import (
+    command_line,
+    label_flips_per_minute,
+    plot_timeline,
+    reaction_times,
+    write_result,
+)
 from facephi_ros.landmarks.landmarker import Landmarker
 from facephi_ros.landmarks.tracker import FaceTracker
 from training.train_lstm import STREAM_AUGMENT
@@ -163,7 +169,7 @@ def main(argv=None) -> int:
         "reaction_s": react["lstm"]["median_s"], "reaction_p90_s": react["lstm"]["p90_s"],
         "reaction_within_1s": react["lstm"]["within_1s"], "videos": videos, "video_seconds": round(total_s, 1),
         "labelled_stream": {"segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate, **{k: v for k, v in react.items()}},
-        "command": "python -m training.eval_stream" + (" " + " ".join(argv) if argv else ""),
+        "command": command_line("python -m training.eval_stream", argv),
     }
     write_result(a.out, res)
     return 0

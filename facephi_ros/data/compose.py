@@ -5,7 +5,6 @@ synthetic, so ids, crossings and face counts are known exactly.
 """
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 
@@ -17,9 +16,10 @@ def face_crops(images: list, height: int = 160, margin: float = 0.35) -> list[np
     `height` pixels."""
     crops = []
     with Landmarker(video=False, num_faces=5) as lm:
-        for path in images:
+        for k, path in enumerate(images):
             if isinstance(path, np.ndarray):
                 rgb = path
+                path = f"image #{k} ({rgb.shape[1]}x{rgb.shape[0]} array)"
             else:
                 bgr = cv2.imread(str(path))
                 if bgr is None:

@@ -13,8 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..landmarks.landmarker import (NUM_BLENDSHAPES, NUM_LANDMARKS, SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE, Landmarker,
-                                    prepare_small_image)
+from ..landmarks.landmarker import (
+    NUM_BLENDSHAPES,
+    NUM_LANDMARKS,
+    SMALL_IMAGE_PAD,
+    SMALL_IMAGE_UPSCALE,
+    Landmarker,
+    prepare_small_image,
+)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 SMALL_IMAGE = 128  # images with a side below this are upscaled and padded

@@ -73,6 +73,14 @@ def _save(fig, path) -> Path:
     return path
 
 
+def command_line(prog: str, argv=None) -> str:
+    """The command that produced a result, with its arguments (argv, or the process's own)."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join([prog] + args)
+
+
 def write_result(path, result: dict, show: dict | None = None) -> Path:
     """Write an evaluation's JSON result (creating folders) and print it (or `show`)."""
     import json

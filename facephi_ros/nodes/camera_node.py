@@ -16,7 +16,14 @@ from sensor_msgs.msg import Image
 
 from ..assets import asset_path
 from ..camera.source import FrameSource, Pacer, SourceError
-from .common import IMAGE_TOPIC, SENSOR_QOS, Diagnostics, StartupError, declare, run_node
+from .common import (
+    IMAGE_TOPIC,
+    SENSOR_QOS,
+    Diagnostics,
+    StartupError,
+    declare,
+    run_node,
+)
 
 
 class CameraNode(Node):

@@ -7,7 +7,12 @@ import numpy as np
 
 from facephi_ros.msg import EmotionEstimate, FaceLandmarks, FaceLandmarksArray
 
-from ..landmarks.landmarker import BLENDSHAPE_NAMES, NUM_BLENDSHAPES, NUM_LANDMARKS, FaceMesh
+from ..landmarks.landmarker import (
+    BLENDSHAPE_NAMES,
+    NUM_BLENDSHAPES,
+    NUM_LANDMARKS,
+    FaceMesh,
+)
 
 _NAMES = list(BLENDSHAPE_NAMES)
 

@@ -15,8 +15,17 @@ from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 
 from ..emotion.estimator import EmotionEstimator
 from ..models.lstm import ModelFileError
-from .common import (EMOTION_TOPIC, FACES_TOPIC, Diagnostics, LogThrottle, StartupError, declare, reliable_qos,
-                     report_bad_input, run_node)
+from .common import (
+    EMOTION_TOPIC,
+    FACES_TOPIC,
+    Diagnostics,
+    LogThrottle,
+    StartupError,
+    declare,
+    reliable_qos,
+    report_bad_input,
+    run_node,
+)
 from .convert import MessageError, make_estimate, msg_to_arrays
 
 

@@ -24,8 +24,18 @@ from facephi_ros.msg import FaceLandmarksArray
 from ..landmarks.image import ImageError, image_to_rgb
 from ..landmarks.landmarker import Landmarker
 from ..landmarks.tracker import FaceTracker
-from .common import (DEBUG_IMAGE_TOPIC, FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS, Diagnostics, LogThrottle, declare,
-                     reliable_qos, report_bad_input, run_node)
+from .common import (
+    DEBUG_IMAGE_TOPIC,
+    FACES_TOPIC,
+    IMAGE_TOPIC,
+    SENSOR_QOS,
+    Diagnostics,
+    LogThrottle,
+    declare,
+    reliable_qos,
+    report_bad_input,
+    run_node,
+)
 from .convert import face_to_msg, make_array
 from .latest import LatestSlot
 

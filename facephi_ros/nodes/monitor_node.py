@@ -11,7 +11,14 @@ from rclpy.node import Node
 
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 
-from .common import DESCRIPTION_TOPIC, EMOTION_TOPIC, FACES_TOPIC, declare, reliable_qos, run_node
+from .common import (
+    DESCRIPTION_TOPIC,
+    EMOTION_TOPIC,
+    FACES_TOPIC,
+    declare,
+    reliable_qos,
+    run_node,
+)
 
 
 def format_estimate(e: EmotionEstimate) -> str:
