@@ -44,12 +44,21 @@ NODES = (
 )
 
 
+# A node that dies unexpectedly is restarted after this delay while the others keep running
+# (ROS 2 launch: respawn=True). A node that exits with status 2 could not start (bad model or
+# parameter): then the whole set is stopped, so that nothing is left half-running.
+RESPAWN_DELAY = 2.0
+STARTUP_FAILURE = 2
+
+
 @dataclass
 class NodeLaunch:
     name: str
     executable: str
     params_file: str
     overrides: dict = field(default_factory=dict)
+    respawn: bool = True
+    respawn_delay: float = RESPAWN_DELAY
 
 
 def _true(value: str) -> bool:

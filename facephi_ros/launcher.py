@@ -6,8 +6,10 @@
     facephi-launch video:=clip.mp4 loop:=false run_monitor:=true --duration 20
 
 Arguments are the launch file's (see facephi_ros/launch_spec.py). Ctrl-C or SIGTERM stops every
-node cleanly (SIGINT, then SIGTERM, then SIGKILL after a grace period). If a node fails at
-start (non-zero exit), the others are stopped too and the launcher exits with its status.
+node cleanly (SIGINT, then SIGTERM, then SIGKILL after a grace period). A node that cannot start
+(exit status 2: a missing model, a bad parameter) stops the whole set and the launcher exits
+with that status; a node that dies otherwise (a crash, a kill) is restarted after
+respawn_delay seconds while the others keep running, as ROS 2 launch does with respawn=True.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from .launch_spec import LAUNCH_ARGUMENTS, NodeLaunch, plan
+from .launch_spec import LAUNCH_ARGUMENTS, STARTUP_FAILURE, NodeLaunch, plan
 
 PACKAGE = "facephi_ros"
 
@@ -74,8 +76,11 @@ class Launcher:
             exe = self.lib_dir / n.executable
             if not exe.exists():
                 raise FileNotFoundError(f"executable {exe} not found: run `bash scripts/setup.sh` (or colcon build)")
-            cmd = command_for(n, self.lib_dir, write_overrides(n, Path(self._tmp.name)))
-            self.procs[n.name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
+            self._spawn(n)
+
+    def _spawn(self, n: NodeLaunch) -> None:
+        cmd = command_for(n, self.lib_dir, write_overrides(n, Path(self._tmp.name)))
+        self.procs[n.name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_die_with_parent)
 
     def wait(self, duration: float | None = None) -> int:
         """Run until a signal, `duration` seconds, or a node failing; then stop all. Exit status."""
@@ -85,16 +90,29 @@ class Launcher:
         old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
         code = 0
         t_end = time.monotonic() + duration if duration else None
+        respawn_at: dict[str, float] = {}
+        nodes = {n.name: n for n in self.nodes}
         try:
             while not self._stop and (t_end is None or time.monotonic() < t_end):
-                for name, p in self.procs.items():
+                for name, p in list(self.procs.items()):
                     rc = p.poll()
-                    if rc not in (None, 0):
+                    if rc in (None, 0) or name in respawn_at:
+                        continue
+                    if rc == STARTUP_FAILURE:
                         print(f"[facephi-launch] {name} exited with status {rc}; stopping the others", file=sys.stderr, flush=True)
                         code = rc
                         self._stop = True
                         break
-                if all(p.poll() is not None for p in self.procs.values()):
+                    n = nodes[name]
+                    if n.respawn:
+                        print(f"[facephi-launch] {name} died (status {rc}); restarting it in {n.respawn_delay:.0f} s, "
+                              "the others keep running", file=sys.stderr, flush=True)
+                        respawn_at[name] = time.monotonic() + n.respawn_delay
+                for name, t in list(respawn_at.items()):
+                    if not self._stop and time.monotonic() >= t:
+                        del respawn_at[name]
+                        self._spawn(nodes[name])
+                if not respawn_at and all(p.poll() is not None for p in self.procs.values()):
                     break
                 time.sleep(0.1)
         finally:

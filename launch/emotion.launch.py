@@ -19,7 +19,8 @@ def _nodes(context, *args, **kwargs):
     params = os.path.join(get_package_share_directory("facephi_ros"), "config", "facephi.yaml")
     return [
         Node(package="facephi_ros", executable=n.executable, name=n.name, output="screen",
-             parameters=[n.params_file, n.overrides], emulate_tty=True)
+             parameters=[n.params_file, n.overrides], emulate_tty=True,
+             respawn=n.respawn, respawn_delay=n.respawn_delay)
         for n in plan(values, params)
     ]
 

@@ -99,6 +99,7 @@ def test_launch_file_and_launcher_agree(monkeypatch, tmp_path, args):
     assert [n["name"] for n in nodes] == [p.name for p in plan]
     for node, p in zip(nodes, plan):
         assert node["package"] == "facephi_ros" and node["executable"] == p.executable
+        assert (node["respawn"], node["respawn_delay"]) == (p.respawn, p.respawn_delay)
         file_params, overrides = node["parameters"]
         assert Path(file_params).name == "facephi.yaml"
         # the launcher passes the same overrides through a parameter file

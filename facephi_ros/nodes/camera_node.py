@@ -81,7 +81,12 @@ class CameraNode(Node):
                         step=frame.shape[1] * 3, data=array.array("B", frame.tobytes()))
             msg.header.stamp = stamp
             msg.header.frame_id = self.p["frame_id"]
-            self.pub.publish(msg)
+            try:
+                self.pub.publish(msg)
+            except Exception:  # the context was shut down (Ctrl-C) while this frame was in flight
+                if self._stop.is_set() or not self.context.ok():
+                    break
+                raise
             self.diag.count("frames")
             if self.p["max_frames"] and self.diag.counters["frames"] >= self.p["max_frames"]:
                 self.get_logger().info(f"published max_frames={self.p['max_frames']}")
