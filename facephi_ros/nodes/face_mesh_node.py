@@ -50,7 +50,7 @@ class FaceMeshNode(Node):
         self.p = declare(self, {
             "model_path": "", "num_faces": 4, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
-            "publish_debug_image": False, "max_image_pixels": 4096 * 4096,
+            "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
         })
         self.landmarker = self._make_landmarker()  # AssetError -> one line, exit 2 (run_node)
         self.tracker = FaceTracker(max_missed=self.p["max_missed_frames"], min_hits=self.p["min_hits"])
@@ -69,7 +69,7 @@ class FaceMeshNode(Node):
                                f"{'on' if self.debug_pub else 'off'}")
 
     def _make_landmarker(self) -> Landmarker:
-        return Landmarker(self.p["model_path"] or None, num_faces=self.p["num_faces"], video=True,
+        return Landmarker(self.p["model_path"] or None, num_faces=self.p["num_faces"], video=self.p["video_mode"],
                           min_detection_confidence=self.p["min_detection_confidence"],
                           min_presence_confidence=self.p["min_presence_confidence"],
                           min_tracking_confidence=self.p["min_tracking_confidence"])
@@ -112,7 +112,7 @@ class FaceMeshNode(Node):
                 self._bad(kind, f"image skipped: stamp {ts_ms / 1000:.3f} s is not after the previous frame's ({kind.replace('_', ' ')})")
                 return
         self._last_ts_ms = ts_ms
-        faces = self.landmarker.detect(rgb, ts_ms)
+        faces = self.landmarker.detect(rgb, ts_ms if self.p["video_mode"] else None)
         ids, scores = self.tracker.update([f.bbox for f in faces], [f.landmarks for f in faces], ts_ms / 1000.0)
         out = [face_to_msg(f, i, s, msg.header, msg.width, msg.height) for f, i, s in zip(faces, ids, scores) if i]
         dropped = self.slot.dropped - self._dropped_reported
