@@ -147,6 +147,9 @@ def test_memory_is_bounded():
     for k in range(40):
         est.update([(1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, t=200 + k, now=200.0 + k * 0.01)
     assert est.windows[1].frames <= est.window
+    # the same id after a pause longer than forget_after (a restarted face mesh reuses ids): afresh
+    again = est.update([(1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, t=500, now=200.0 + 40 * 0.01 + 1.5)
+    assert again[0].window_frames == 1
     assert not math.isnan(est.update([(1, lm, np.zeros(52, np.float32), np.eye(4))], 1, 1, 300, 200.5)[0].valence)
 
 

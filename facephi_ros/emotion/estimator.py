@@ -106,8 +106,8 @@ class EmotionEstimator:
         """One frame: faces = [(face_id, landmarks (478, 3), blendshapes (52,), matrix (4, 4))],
         t = the frame's time in seconds. Returns one estimate per face."""
         now = time.monotonic() if now is None else now
+        self.forget(now)  # before use: a face id seen again after forget_after starts afresh
         if not faces:
-            self.forget(now)
             return []
         lm = np.stack([f[1] for f in faces])
         bs = np.stack([f[2] for f in faces])
@@ -134,7 +134,6 @@ class EmotionEstimator:
         finally:
             torch.backends.mkldnn.enabled = prev
         probs = torch.softmax(torch.stack(logits), -1)
-        self.forget(now)
         out = []
         for (fid, *_), p, n in zip(faces, probs.numpy(), lengths):
             k = int(p.argmax())

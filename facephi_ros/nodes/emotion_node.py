@@ -44,6 +44,8 @@ class EmotionNode(Node):
         self.diag = Diagnostics(self)
         self.throttle = LogThrottle()
         self.sub = self.create_subscription(FaceLandmarksArray, FACES_TOPIC, self._on_faces, reliable_qos())
+        # forget faces also while no landmarks arrive (a face-mesh restart reuses ids)
+        self.create_timer(0.5, lambda: self.est.forget())
         self.get_logger().info(f"emotion model {self.est.name}: classes {self.est.classes}, window {self.est.window} frames")
 
     def _on_faces(self, msg: FaceLandmarksArray) -> None:
