@@ -30,7 +30,7 @@ def feed(probe, frames, rate: float = 20.0, settle: float = 3.0, with_index: boo
     (with the index of the frame each describes when with_index)."""
     topic = FACES_TOPIC
     probe.received[topic] = []
-    if topic not in [t for t, *_ in probe.node.get_topic_names_and_types()] or not hasattr(probe, "_faces_sub"):
+    if not hasattr(probe, "_faces_sub"):  # one subscription per probe
         probe.subscribe(FaceLandmarksArray, topic)
         probe._faces_sub = True
     pub = getattr(probe, "_img_pub", None) or probe.publisher(Image, IMAGE_TOPIC, SENSOR_QOS)

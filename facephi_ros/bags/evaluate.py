@@ -35,8 +35,6 @@ def cdr_stamp(raw: bytes) -> int:
 
 
 def bare_landmarker_ms(bag: Path, n: int = 150) -> float:
-    import cv2
-
     from ..landmarks.image import image_to_rgb
     from ..landmarks.landmarker import Landmarker
 
@@ -49,7 +47,6 @@ def bare_landmarker_ms(bag: Path, n: int = 150) -> float:
             t0 = time.perf_counter()
             lm.detect(rgb, stamp_ns(msg.header) // 10**6)
             times.append(time.perf_counter() - t0)
-    del cv2
     return round(1000 * float(np.median(times)), 2) if times else float("nan")
 
 

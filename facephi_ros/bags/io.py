@@ -31,10 +31,6 @@ def typestore():
     return ts
 
 
-def msgdef(ts, msgtype: str) -> tuple[str, str]:
-    return ts.generate_msgdef(msgtype, ros_version=2)
-
-
 def open_writer(path: str | Path, storage: str = "mcap") -> Writer:
     path = Path(path)
     if path.exists():
@@ -45,10 +41,6 @@ def open_writer(path: str | Path, storage: str = "mcap") -> Writer:
     w = Writer(path, version=9, storage_plugin=plugin)
     w.open()
     return w
-
-
-def add_connection(writer: Writer, ts, topic: str, msgtype: str, qos: str = ""):
-    return writer.add_connection(topic, msgtype, typestore=ts)
 
 
 class BagReader:

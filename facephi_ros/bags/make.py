@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..data.image_folder import index_split, load_for_landmarker
 from ..emotion.valence_arousal import valence_arousal
-from .io import GT_TOPIC, BagError, add_connection, open_writer, typestore
+from .io import GT_TOPIC, BagError, open_writer, typestore
 
 IMAGE_TOPIC = "/camera/image_raw"
 T0_NS = 1_700_000_000 * 10**9  # bag time origin for synthetic streams
@@ -46,7 +46,7 @@ def bag_from_video(video: str | Path, out: str | Path, storage: str = "mcap", wi
     ts = typestore()
     w = open_writer(out, storage)
     try:
-        conn = add_connection(w, ts, IMAGE_TOPIC, "sensor_msgs/msg/Image")
+        conn = w.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=ts)
         k = 0
         with tqdm(total=max_frames or n_total, desc="video -> bag", unit="frame") as bar:
             while True:
@@ -128,8 +128,8 @@ def bag_from_images(root: str | Path, split: str, out: str | Path, spec: StreamS
     w = open_writer(out, storage)
     n = 0
     try:
-        c_img = add_connection(w, ts, IMAGE_TOPIC, "sensor_msgs/msg/Image")
-        c_gt = add_connection(w, ts, GT_TOPIC, "facephi_ros/msg/EmotionEstimate")
+        c_img = w.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=ts)
+        c_gt = w.add_connection(GT_TOPIC, "facephi_ros/msg/EmotionEstimate", typestore=ts)
         prev = None
         for seg, i in enumerate(tqdm(order, desc=f"{split} images -> bag", unit="segment")):
             img = load_bgr(idx.paths[i])

@@ -90,15 +90,15 @@ class EmotionEstimator:
                 s.hc, s.count = None, 0
         if w.states[1] is None and w.states[0].count == half:
             w.states[1] = _State()
-        best_out, best_n = None, -1
+        best, best_n = None, -1
         for s in w.states:
             if s is None:
                 continue
-            out, s.hc = self.model.lstm(z[None, None], s.hc)
+            logits, s.hc = self.model.step(z[None], s.hc)
             s.count += 1
             if s.count > best_n:
-                best_out, best_n = out[0, -1], s.count
-        return self.model.head((best_out + z)[None])[0], best_n
+                best, best_n = logits[0], s.count
+        return best, best_n
 
     @torch.inference_mode()
     def update(self, faces: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], width: float, height: float,

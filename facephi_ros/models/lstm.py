@@ -63,13 +63,11 @@ class EmotionLSTM(nn.Module):
         out, _ = self.lstm(z)
         return out + z  # residual: the head sees the current frame and the integrated history
 
-    def last_logits(self, z: torch.Tensor) -> torch.Tensor:
-        """Logits after the last frame of each window of encodings z (B, T, H) -> (B, C): what
-        forward()[:, -1] gives, without running the head on the earlier frames."""
-        if self.lstm is None:
-            return self.head(z[:, -1])
-        out, _ = self.lstm(z)
-        return self.head(out[:, -1] + z[:, -1])
+    def step(self, z: torch.Tensor, hc=None) -> tuple[torch.Tensor, tuple]:
+        """One frame of streaming: encodings z (B, H) and the LSTM state (None = zero) -> logits
+        (B, C) after this frame and the new state; the same as forward() over the frames so far."""
+        out, hc = self.lstm(z[:, None], hc)
+        return self.head(out[:, -1] + z), hc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, T, D) -> logits (B, T, C); a (B, D) input is one frame."""

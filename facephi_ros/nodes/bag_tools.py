@@ -16,7 +16,7 @@ from pathlib import Path
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from ..bags.io import BagError, BagReader, add_connection, open_writer, typestore
+from ..bags.io import BagError, BagReader, open_writer, typestore
 from .common import SENSOR_QOS, reliable_qos
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -55,7 +55,7 @@ class Recorder:
                 continue
             msgtype = types[t][0]
             with self.lock:
-                self.conns[t] = add_connection(self.writer, self.ts, t, msgtype)
+                self.conns[t] = self.writer.add_connection(t, msgtype, typestore=self.ts)
             cls = message_class(msgtype)
             self.node.create_subscription(cls, t, lambda raw, t=t: self._on(t, raw), qos_for(msgtype), raw=True)
         if len(self.conns) == len(self.topics):
