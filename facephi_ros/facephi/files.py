@@ -1,0 +1,51 @@
+"""Saving and loading FacePhi parts: safetensors weights beside a JSON metadata file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..models.lstm import ModelFileError
+
+META = "model.json"
+WEIGHTS = "weights.safetensors"
+
+
+def save_part(folder: str | Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(folder / WEIGHTS))
+    (folder / META).write_text(json.dumps(meta, indent=1))
+    return folder
+
+
+def load_part(folder: str | Path, what: str, rebuild: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state, meta); ModelFileError with one line when a file is missing or corrupt."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    for p in (folder / META, folder / WEIGHTS):
+        if not p.is_file():
+            raise ModelFileError(f"{what} file {p} not found: rebuild it with `{rebuild}`")
+    try:
+        meta = json.loads((folder / META).read_text())
+    except ValueError as e:
+        raise ModelFileError(f"{what} metadata {folder / META} is corrupt ({e})") from None
+    try:
+        state = load_file(str(folder / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelFileError(f"{what} weights {folder / WEIGHTS} are corrupt ({str(e).splitlines()[0][:100]})") from None
+    return state, meta
+
+
+def load_into(module: torch.nn.Module, state: dict, what: str, folder: str | Path) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        lines = str(e).splitlines()
+        first = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise ModelFileError(f"{what} weights in {folder} do not match its metadata ({first[:140]})") from None

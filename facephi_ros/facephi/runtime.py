@@ -1,0 +1,83 @@
+"""FacePhi at run time: loads the shipped parts (encoder, projector, LoRA adapter) onto the LLM
+and answers for faces given as raw MediaPipe arrays. ROS-free; used by the node, the evaluation
+and the benchmark.
+
+    rt = FacePhiRuntime()                       # models/facephi + the SmolLM2 asset
+    probs = rt.label([(landmarks, matrix)], width, height)     # (N, C) class distribution
+    text = rt.answer([(landmarks, matrix)], width, height)     # one sentence per face
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..features.normalize import normalize_landmarks
+from ..models.lstm import ModelFileError
+from ..paths import shipped
+from .encoder import load_encoder, to_points
+from .llm import device_for, load_llm
+from .model import FacePhi, load_projector
+
+
+def default_model_dir() -> Path:
+    return shipped("models") / "facephi"
+
+
+class FacePhiRuntime:
+    def __init__(self, model_dir: str | Path | None = None, llm: str = "", device: str = "auto", threads: int = 0):
+        if threads:
+            torch.set_num_threads(threads)
+        folder = Path(model_dir or default_model_dir())
+        if not folder.is_dir():
+            raise ModelFileError(f"FacePhi model folder {folder} not found: rebuild it with `python -m training.train_facephi`")
+        self.folder = folder
+        self.device = device_for(device)
+        self.encoder, _ = load_encoder(folder / "encoder")
+        projector, meta = load_projector(folder / "projector")
+        llm_name = llm or projector.cfg.llm
+        if (folder / "llm").is_dir():  # a full fine-tune ships the whole LLM
+            llm_name = str(folder / "llm")
+        lm, tok = load_llm(llm_name, device=str(self.device))
+        if (folder / "adapter").is_dir():
+            try:
+                from peft import PeftModel
+                lm = PeftModel.from_pretrained(lm, str(folder / "adapter")).eval()
+            except (OSError, ValueError, RuntimeError, KeyError) as e:
+                raise ModelFileError(f"FacePhi adapter in {folder / 'adapter'} cannot be loaded: {str(e).splitlines()[0][:160]}") from None
+        self.model = FacePhi(lm, tok, projector.to(self.device), self.encoder.to(self.device)).eval()
+        self.classes = self.model.classes
+        self.name = f"facephi:{Path(llm_name).name}"
+        self.meta = meta
+        self.model.prefix_cache(self.default_instruction)  # computed once, reused for every face
+
+    @property
+    def default_instruction(self) -> str:
+        from .prompts import DEFAULT_INSTRUCTION, INSTRUCTIONS
+        return INSTRUCTIONS[DEFAULT_INSTRUCTION]
+
+    @torch.no_grad()
+    def features_from_normalized(self, norm_lm: np.ndarray) -> torch.Tensor:
+        return self.encoder(to_points(norm_lm).to(self.device))
+
+    def features(self, faces: list[tuple[np.ndarray, np.ndarray]], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
+        """faces = [(landmarks (478, 3) as MediaPipe gives them, transformation matrix (4, 4))]."""
+        lm = np.stack([normalize_landmarks(l, m, width, height) for l, m in faces])
+        if not np.isfinite(lm).all():
+            raise ValueError("landmarks are not finite after normalisation")
+        return self.features_from_normalized(lm)
+
+    def label(self, faces, width: float = 1.0, height: float = 1.0) -> np.ndarray:
+        return self.model.class_probs(self.features(faces, width, height)).cpu().numpy()
+
+    def answer(self, faces, width: float = 1.0, height: float = 1.0, max_new_tokens: int = 16) -> list[str]:
+        return self.model.generate(self.features(faces, width, height), max_new_tokens=max_new_tokens)
+
+    def describe_va(self, valence: float, arousal: float, label: str, blendshapes: dict[str, float],
+                    max_new_tokens: int = 40) -> str:
+        return self.model.describe_va(valence, arousal, label, blendshapes, max_new_tokens)
+
+    def info(self) -> str:
+        return json.dumps({"folder": str(self.folder), "llm": self.name, "classes": self.classes})

@@ -1,0 +1,197 @@
+"""facephi node: FaceLandmarksArray -> FacePhi (landmark encoder + LLM) -> /emotion/description.
+
+The language model is slow next to the 30 Hz pipeline, so this node never holds it up: the
+subscription callback only stores the newest landmarks of each face in a bounded table (a newer
+frame of a face replaces the waiting one: the newest face wins; beyond `max_faces` the oldest
+waiting face is dropped) and a worker thread answers one face at a time, at most `rate_hz`
+answers per second. With `only_on_change` it answers a face only when the LSTM's label for it
+on /emotion changes (and once at first sight).
+
+Each answer is an EmotionEstimate stamped with its source frame: the likelihood-mode class
+distribution (probabilities, label, confidence, derived valence/arousal) and, in `description`,
+  mode 'answer' (default): the LLM's own one-sentence answer;
+  mode 'label': nothing (fastest: label and distribution only);
+  mode 'va': a free-text description written from valence, arousal, the label and the
+             strongest blendshapes (the LSTM's valence/arousal when it has seen the face).
+Parameters: model_dir ('' = shipped models/facephi), llm ('' = the one it was trained with),
+mode, rate_hz, max_faces, only_on_change, max_new_tokens, device, threads.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+from rclpy.node import Node
+
+from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
+
+from ..assets import AssetError
+from ..emotion.valence_arousal import valence_arousal
+from ..landmarks.landmarker import BLENDSHAPE_NAMES
+from ..models.lstm import ModelFileError
+from .common import (
+    DESCRIPTION_TOPIC,
+    EMOTION_TOPIC,
+    FACES_TOPIC,
+    Diagnostics,
+    LogThrottle,
+    StartupError,
+    declare,
+    reliable_qos,
+    report_bad_input,
+    run_node,
+)
+from .convert import MessageError, make_estimate, msg_to_arrays
+
+MODES = ("answer", "label", "va")
+
+
+@dataclass
+class Pending:
+    header: object
+    landmarks: np.ndarray
+    blendshapes: np.ndarray
+    matrix: np.ndarray
+    width: int
+    height: int
+    received: float
+
+
+class FacePhiNode(Node):
+    def __init__(self):
+        super().__init__("facephi")
+        p = declare(self, {"model_dir": "", "llm": "", "mode": "answer", "rate_hz": 2.0, "max_faces": 8,
+                           "only_on_change": False, "max_new_tokens": 16, "device": "auto", "threads": 0})
+        if p["mode"] not in MODES:
+            raise StartupError(f"mode must be one of {MODES}, got '{p['mode']}'")
+        if not p["rate_hz"] > 0 or p["max_faces"] < 1:
+            raise StartupError(f"rate_hz must be > 0 and max_faces >= 1 (got {p['rate_hz']}, {p['max_faces']})")
+        self.p = p
+        try:
+            from ..facephi.runtime import FacePhiRuntime
+            t0 = time.monotonic()
+            self.rt = FacePhiRuntime(p["model_dir"] or None, p["llm"], p["device"], p["threads"])
+        except (ModelFileError, AssetError) as e:
+            raise StartupError(str(e)) from None
+        self.pending: OrderedDict[int, Pending] = OrderedDict()
+        self.lstm: dict[int, tuple[str, float, float, float]] = {}  # face -> (label, valence, arousal, time)
+        self.answered_label: dict[int, str] = {}
+        self.lock = threading.Condition()
+        self.stop = threading.Event()
+        self.pub = self.create_publisher(EmotionEstimate, DESCRIPTION_TOPIC, reliable_qos(20))
+        self.diag = Diagnostics(self)
+        self.throttle = LogThrottle()
+        self.sub = self.create_subscription(FaceLandmarksArray, FACES_TOPIC, self._on_faces, reliable_qos())
+        self.sub_lstm = self.create_subscription(EmotionEstimate, EMOTION_TOPIC, self._on_lstm, reliable_qos(50))
+        self.worker = threading.Thread(target=self._work, name="facephi-worker", daemon=True)
+        self.worker.start()
+        self.get_logger().info(f"{self.rt.name} ready in {time.monotonic() - t0:.1f} s: mode {p['mode']}, "
+                               f"at most {p['rate_hz']} answers/s, classes {self.rt.classes}")
+
+    # -- callbacks: cheap, never wait for the model -------------------------------------------
+    def _on_lstm(self, msg: EmotionEstimate) -> None:
+        with self.lock:
+            self.lstm[msg.face_id] = (msg.label, msg.valence, msg.arousal, time.monotonic())
+            if len(self.lstm) > 4 * self.p["max_faces"]:
+                self.lstm.pop(min(self.lstm, key=lambda k: self.lstm[k][3]))
+            if self.p["only_on_change"]:
+                self.lock.notify()
+
+    def _on_faces(self, msg: FaceLandmarksArray) -> None:
+        now = time.monotonic()
+        for f in msg.faces:
+            try:
+                lm, bs, mat = msg_to_arrays(f)
+            except MessageError as e:
+                report_bad_input(self, self.diag, self.throttle, "bad_faces", f"face skipped: {e}")
+                continue
+            item = Pending(msg.header, lm, bs, mat, max(msg.image_width, 1), max(msg.image_height, 1), now)
+            with self.lock:
+                if f.face_id in self.pending:
+                    self.diag.count("superseded")  # the newest face wins
+                    del self.pending[f.face_id]
+                self.pending[f.face_id] = item
+                while len(self.pending) > self.p["max_faces"]:
+                    self.pending.popitem(last=False)
+                    self.diag.count("dropped")
+                self.lock.notify()
+        self.diag.count("frames")
+        self.diag.set("waiting_faces", len(self.pending))
+
+    # -- worker ---------------------------------------------------------------------------
+    def _eligible(self, face_id: int) -> bool:
+        if not self.p["only_on_change"]:
+            return True
+        seen = self.lstm.get(face_id)
+        if seen is None:
+            return face_id not in self.answered_label  # once at first sight
+        return self.answered_label.get(face_id) != seen[0]
+
+    def _take(self) -> tuple[int, Pending] | None:
+        with self.lock:
+            while not self.stop.is_set():
+                ready = [k for k in self.pending if self._eligible(k)]
+                if ready:
+                    return ready[0], self.pending.pop(ready[0])  # the longest-waiting face first
+                self.lock.wait(0.2)
+        return None
+
+    def _work(self) -> None:
+        period = 1.0 / self.p["rate_hz"]
+        last = 0.0
+        while not self.stop.is_set():
+            wait = last + period - time.monotonic()
+            if wait > 0 and self.stop.wait(wait):
+                return
+            got = self._take()
+            if got is None:
+                return
+            last = time.monotonic()
+            face_id, item = got
+            try:
+                self._answer(face_id, item)
+            except (ValueError, RuntimeError) as e:
+                report_bad_input(self, self.diag, self.throttle, "failed_answers", f"face {face_id}: no answer ({str(e).splitlines()[0][:160]})")
+
+    def _answer(self, face_id: int, item: Pending) -> None:
+        t0 = time.perf_counter()
+        rt = self.rt
+        feats = rt.features([(item.landmarks, item.matrix)], item.width, item.height)
+        probs = rt.model.class_probs(feats)[0].cpu().numpy()
+        label = rt.classes[int(np.argmax(probs))]
+        valence, arousal = valence_arousal(probs, rt.classes)
+        text = ""
+        if self.p["mode"] == "answer":
+            text = rt.model.generate(feats, max_new_tokens=self.p["max_new_tokens"])[0]
+        elif self.p["mode"] == "va":
+            with self.lock:
+                seen = self.lstm.get(face_id)
+            if seen is not None and np.isfinite(seen[1]) and np.isfinite(seen[2]):
+                valence, arousal = seen[1], seen[2]
+            text = rt.describe_va(valence, arousal, label, dict(zip(BLENDSHAPE_NAMES, item.blendshapes.tolist())))
+        self.pub.publish(make_estimate(item.header, face_id, rt.name, rt.classes, probs, valence, arousal, text, 1))
+        with self.lock:
+            seen = self.lstm.get(face_id)
+            self.answered_label[face_id] = seen[0] if seen else label
+            if len(self.answered_label) > 4 * self.p["max_faces"]:
+                self.answered_label.pop(next(iter(self.answered_label)))
+        self.diag.count("answers")
+        self.diag.time(time.perf_counter() - t0)
+        self.diag.set("answer_age_ms", round(1000 * (time.monotonic() - item.received), 1))
+
+    def close(self) -> None:
+        self.stop.set()
+        with self.lock:
+            self.lock.notify_all()
+        self.worker.join(timeout=10)
+
+
+def main(args=None) -> int:
+    return run_node(FacePhiNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,188 @@
+"""FacePhi's LLM path on a tiny randomly initialised Phi-architecture model (as transformers' own
+tests do: Phi-2 itself is 2.7B parameters and not available offline), plus the real default model.
+
+The tokenizer is SmolLM2's (from the project's assets) with its chat template removed, so the
+Phi-style "Instruct:/Output:" layout is exercised."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facephi_ros.facephi import prompts
+from facephi_ros.facephi.model import FacePhi, Projector, ProjectorConfig, chat_text
+
+CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from transformers import AutoTokenizer, PhiConfig, PhiForCausalLM
+
+    from facephi_ros.assets import AssetError, require
+    try:
+        tok = AutoTokenizer.from_pretrained(require("smollm2"))
+    except AssetError as e:
+        pytest.skip(str(e))
+    tok.chat_template = None
+    torch.manual_seed(0)
+    cfg = PhiConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                    num_attention_heads=4, max_position_embeddings=256, pad_token_id=tok.eos_token_id)
+    llm = PhiForCausalLM(cfg).eval()
+    proj = Projector(ProjectorConfig(in_dim=8, hidden=16, out_dim=32, face_tokens=2, classes=CLASSES, llm="tiny-phi"))
+    return FacePhi(llm, tok, proj)
+
+
+def full_sequence_logits(m: FacePhi, feats, instruction, answers):
+    """Reference: the whole prompt as one sequence of embeddings, no caches."""
+    pre, post = m.template_ids(instruction)
+    ans, mask = m.answer_ids(answers)
+    e = m.embed_tokens
+    b = len(feats)
+    x = torch.cat([e(pre).expand(b, -1, -1), m.face_embeddings(feats), e(post).expand(b, -1, -1), e(ans)], 1)
+    return m.llm(inputs_embeds=x).logits, ans, mask
+
+
+def test_phi_layout_has_one_placeholder_and_no_chat_template(tiny):
+    text = chat_text(tiny.tok, prompts.INSTRUCTIONS[3])
+    assert text.count(prompts.FACE_TOKEN) == 1 and "Instruct:" in text and text.endswith("Output:")
+    pre, post = tiny.template_ids(prompts.INSTRUCTIONS[3])
+    assert pre.shape[1] > 5 and post.shape[1] > 0
+    with pytest.raises(ValueError):
+        tiny.template_ids("an instruction without the placeholder")
+
+
+def test_landmark_tokens_are_inserted_and_loss_covers_only_the_answer(tiny):
+    torch.manual_seed(1)
+    feats = torch.randn(3, 8)
+    instr = prompts.INSTRUCTIONS[1]
+    answers = ["The person looks happy.", "This face shows sadness.", "Fear."]
+    loss = tiny.loss(feats, instr, answers)
+    logits, ans, mask = full_sequence_logits(tiny, feats, instr, answers)
+    a = ans.shape[1]
+    ref = F.cross_entropy(logits[:, -a - 1:-1][mask], ans[mask])  # answer tokens and the end token only
+    assert torch.allclose(loss, ref, atol=1e-5)
+    # the face tokens matter: other landmarks give another loss
+    assert not torch.allclose(loss, tiny.loss(feats + 1.0, instr, answers), atol=1e-4)
+    # padding after a short answer is not scored: appending pads to the batch changes nothing for it
+    short_alone = tiny.loss(feats[2:], instr, answers[2:])
+    _, ans3, mask3 = full_sequence_logits(tiny, feats[2:], instr, answers[2:])
+    assert mask[2].sum() == mask3[0].sum() < mask.shape[1]
+    assert torch.isfinite(short_alone)
+
+
+def test_gradients_reach_the_projector_only_when_llm_frozen(tiny):
+    for p in tiny.llm.parameters():
+        p.requires_grad_(False)
+    tiny.projector.zero_grad()
+    tiny.loss(torch.randn(2, 8), prompts.INSTRUCTIONS[0], ["The person looks sad.", "I see a happy face."]).backward()
+    grads = [p.grad for p in tiny.projector.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in tiny.llm.parameters())
+
+
+def test_class_probs_match_full_forward(tiny):
+    torch.manual_seed(2)
+    feats = torch.randn(2, 8)
+    probs = tiny.class_probs(feats)
+    assert probs.shape == (2, len(CLASSES)) and torch.allclose(probs.sum(1), torch.ones(2), atol=1e-5)
+    instr = prompts.INSTRUCTIONS[prompts.DEFAULT_INSTRUCTION]
+    answers = [prompts.answers_for(c)[prompts.LIKELIHOOD_ANSWER] for c in CLASSES]
+    for i in range(2):
+        logits, ans, mask = full_sequence_logits(tiny, feats[i:i + 1].expand(len(CLASSES), -1), instr, answers)
+        a = ans.shape[1]
+        lp = logits[:, -a - 1:-1].log_softmax(-1).gather(-1, ans[..., None])[..., 0]
+        ref = (lp * mask).sum(1).softmax(0)
+        assert torch.allclose(probs[i], ref, atol=1e-4)
+
+
+def test_generation_is_greedy_and_batched(tiny):
+    torch.manual_seed(3)
+    feats = torch.randn(3, 8)
+    out = tiny.generate(feats, max_new_tokens=5)
+    assert len(out) == 3 and all(isinstance(s, str) for s in out)
+    assert tiny.generate(feats[1:2], max_new_tokens=5) == out[1:2]  # batching does not change an answer
+    # greedy reference from full sequences
+    instr = prompts.INSTRUCTIONS[prompts.DEFAULT_INSTRUCTION]
+    pre, post = tiny.template_ids(instr)
+    e = tiny.embed_tokens
+    x = torch.cat([e(pre), tiny.face_embeddings(feats[:1]), e(post)], 1)
+    toks = []
+    with torch.no_grad():
+        for _ in range(5):
+            nxt = tiny.llm(inputs_embeds=x).logits[0, -1].argmax()
+            if nxt == tiny.tok.eos_token_id:
+                break
+            toks.append(int(nxt))
+            x = torch.cat([x, e(nxt.view(1, 1))], 1)
+    assert out[0] == tiny.tok.decode(toks, skip_special_tokens=True).strip()
+
+
+def test_keyword_matching():
+    assert prompts.keyword_class("They look scared and afraid.", CLASSES) == CLASSES.index("fear")
+    assert prompts.keyword_class("Happiness, not sadness.", CLASSES) == CLASSES.index("happy")
+    assert prompts.keyword_class("The unhappy person", CLASSES) is None  # whole words only
+    assert prompts.keyword_class("", CLASSES) is None
+
+
+def test_templates_are_complete():
+    assert len(prompts.INSTRUCTIONS) == 15 and all(t.count(prompts.FACE_TOKEN) == 1 for t in prompts.INSTRUCTIONS)
+    for c in CLASSES:
+        answers = prompts.ANSWERS[c]
+        assert len(answers) == 10 and len(set(answers)) == 10
+        assert all(prompts.keyword_class(a, CLASSES) == CLASSES.index(c) for a in answers), c
+
+
+# -- the real default model (SmolLM2-135M-Instruct + the shipped encoder, projector, adapter) --
+
+@pytest.fixture(scope="module")
+def runtime():
+    from facephi_ros.facephi.runtime import FacePhiRuntime
+    return FacePhiRuntime(threads=2)
+
+
+@pytest.fixture(scope="module")
+def posed_faces(faces_dir):
+    import cv2
+
+    from facephi_ros.landmarks.landmarker import Landmarker
+    out = {}
+    with Landmarker(video=False, num_faces=1) as lm:
+        for label, name in (("happy", "0-f15-hao-ph.jpg"), ("surprise", "0-f1-su-ph.jpg")):
+            rgb = cv2.cvtColor(cv2.imread(str(faces_dir / name)), cv2.COLOR_BGR2RGB)
+            f = lm.detect(rgb)[0]
+            out[label] = ([(f.landmarks, f.matrix)], rgb.shape[1], rgb.shape[0], f.blendshapes)
+    return out
+
+
+def test_default_model_labels_and_answers_real_faces(runtime, posed_faces):
+    assert runtime.classes == CLASSES
+    for truth, (faces, w, h, _) in posed_faces.items():
+        probs = runtime.label(faces, w, h)[0]
+        assert probs.shape == (7,) and abs(probs.sum() - 1) < 1e-5
+        assert CLASSES[int(probs.argmax())] == truth, dict(zip(CLASSES, probs.round(3)))
+        answer = runtime.answer(faces, w, h)[0]
+        assert prompts.keyword_class(answer, CLASSES) == CLASSES.index(truth), answer
+
+
+def test_default_model_reuses_the_prompt_prefix(runtime, posed_faces):
+    faces, w, h, _ = posed_faces["happy"]
+    cached = runtime.model.prefix_cache(runtime.default_instruction)
+    calls = []
+    hook = runtime.model.llm.register_forward_pre_hook(lambda m, a, k: calls.append(k.get("input_ids")), with_kwargs=True)
+    try:
+        runtime.label(faces, w, h)
+    finally:
+        hook.remove()
+    assert runtime.model.prefix_cache(runtime.default_instruction) is cached  # not recomputed
+    prefix_len = runtime.model.template_ids(runtime.default_instruction)[0].shape[1]
+    # no call ran the prefix tokens again: the face+suffix pass uses embeddings, the answers are short
+    assert all(ids is None or ids.shape[1] < prefix_len for ids in calls), [None if i is None else i.shape for i in calls]
+
+
+def test_default_model_va_description(runtime, posed_faces):
+    from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES
+    _, _, _, bs = posed_faces["happy"]
+    text = runtime.describe_va(0.7, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, bs.tolist())), max_new_tokens=30)
+    assert isinstance(text, str) and len(text.split()) >= 3, text
+    assert "smile" in prompts.movement_text(dict(zip(BLENDSHAPE_NAMES, bs.tolist())))

@@ -1,0 +1,176 @@
+"""Stage 0 of FacePhi: align the PointMLP landmark encoder with emotion sentences (ULIP/CLIP style).
+
+    python -m training.align_encoder --config training/configs/facephi_fer7.yaml   # -> models/facephi/encoder
+
+The text side is frozen all-MiniLM-L6-v2; every class has a family of sentences
+(facephi_ros/facephi/prompts.py). Each training face is paired with one random sentence of its
+class. Because many faces in a batch share a class, the loss treats every same-class pair as a
+positive: the target of each row (face -> sentences) and column (sentence -> faces) of the
+similarity matrix is uniform over its same-class entries, not the diagonal alone. The
+temperature is learned (CLIP's initial 0.07, clamped at 100x).
+
+Reports, on the FER2013 test split: zero-shot accuracy (nearest class sentence, averaged over the
+family) and linear-probe accuracy (logistic regression on the frozen 256-d features of the
+training split). An image without a face counts as wrong.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm import tqdm
+
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.sequences import mirror_normalized, random_rotation
+from facephi_ros.evaluation.metrics import command_line
+from facephi_ros.facephi import prompts
+from facephi_ros.facephi.encoder import AlignedEncoder, save_encoder, to_points
+from facephi_ros.facephi.pointmlp import PointMLPConfig
+from facephi_ros.facephi.text import TextEncoder
+from facephi_ros.paths import shipped
+
+
+def multi_positive_loss(face_emb: torch.Tensor, text_emb: torch.Tensor, labels: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE where all same-class (face, sentence) pairs are positives."""
+    logits = scale * face_emb @ text_emb.T
+    pos = (labels[:, None] == labels[None, :]).float()
+    target = pos / pos.sum(1, keepdim=True)
+    loss_f = -(target * logits.log_softmax(1)).sum(1).mean()
+    loss_t = -(target.T * logits.T.log_softmax(1)).sum(1).mean()  # pos is symmetric
+    return (loss_f + loss_t) / 2
+
+
+def augment(lm: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
+    n = len(lm)
+    flip = torch.rand(n, generator=gen) < cfg["mirror_p"]
+    if flip.any():
+        lm = lm.clone()
+        lm[flip] = mirror_normalized(lm[flip], torch.zeros(int(flip.sum()), 52))[0]
+    lm = lm @ random_rotation(n, cfg["rotation_deg"], gen).transpose(1, 2)
+    lm = lm * (1 + cfg["scale_jitter"] * torch.randn(n, 1, 1, generator=gen))
+    return lm + cfg["noise"] * torch.randn(lm.shape, generator=gen)
+
+
+@torch.no_grad()
+def features(enc: AlignedEncoder, lm: np.ndarray, batch: int = 512, desc: str = "features") -> torch.Tensor:
+    enc.eval()
+    out = [enc(to_points(lm[i:i + batch])) for i in tqdm(range(0, len(lm), batch), desc=desc, leave=False)]
+    return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
+
+
+def linear_probe(x_tr: torch.Tensor, y_tr: torch.Tensor, n_cls: int, epochs: int = 300, wd: float = 1e-4) -> torch.nn.Linear:
+    mu, sd = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
+    lin = torch.nn.Linear(x_tr.shape[1], n_cls)
+    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=epochs, history_size=20, line_search_fn="strong_wolfe")
+    xs = (x_tr - mu) / sd
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(lin(xs), y_tr) + wd * lin.weight.pow(2).sum()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    with torch.no_grad():  # fold the standardisation into the layer
+        lin.weight /= sd
+        lin.bias -= (lin.weight * mu).sum(1)
+    return lin
+
+
+def accuracy_with_misses(pred: np.ndarray, labels: np.ndarray, found: np.ndarray) -> float:
+    """Accuracy over all images; `pred` covers the images with a face."""
+    return float((pred == labels[found]).sum() / len(labels))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="training/configs/facephi_fer7.yaml")
+    ap.add_argument("--out", default=str(shipped("models") / "facephi" / "encoder"))
+    ap.add_argument("--epochs", type=int, help="override the config")
+    ap.add_argument("--limit", type=int, default=0, help="use only this many training faces (quick runs)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.manual_seed(args.seed)
+    full = yaml.safe_load(Path(args.config).read_text())
+    cfg, classes = full["align"], full["classes"]
+    epochs = args.epochs or cfg["epochs"]
+
+    train = load_split(full["features"], "train", classes)
+    test = load_split(full["features"], "test", classes)
+    lm = torch.as_tensor(train.norm_landmarks[train.found], dtype=torch.float32)
+    y = torch.as_tensor(train.labels[train.found])
+    gen = torch.Generator().manual_seed(args.seed)
+    order = torch.randperm(len(lm), generator=gen)
+    val_idx, tr_idx = order[:cfg["val_size"]], order[cfg["val_size"]:]
+    if args.limit:
+        tr_idx = tr_idx[:args.limit]
+
+    text = TextEncoder()
+    sentences = prompts.align_sentences(classes)
+    n_t = len(sentences[0])
+    sent_emb = text.encode(sum(sentences, [])).view(len(classes), n_t, -1)  # (C, T, 384), frozen
+    proto = F.normalize(sent_emb.mean(1), dim=-1)
+
+    enc = AlignedEncoder(PointMLPConfig.from_dict(cfg["encoder"]), text.dim, classes)
+    enc.class_text.copy_(proto)
+    opt = torch.optim.AdamW(enc.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    steps_per_epoch = len(tr_idx) // cfg["batch_size"]
+    total = steps_per_epoch * epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / cfg["warmup_steps"]) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    t0, history = time.time(), []
+    for epoch in range(epochs):
+        enc.train()
+        perm = tr_idx[torch.randperm(len(tr_idx), generator=gen)]
+        bar = tqdm(range(steps_per_epoch), desc=f"align epoch {epoch + 1}/{epochs}")
+        for s in bar:
+            idx = perm[s * cfg["batch_size"]:(s + 1) * cfg["batch_size"]]
+            pts = to_points(augment(lm[idx], cfg, gen))
+            lab = y[idx]
+            pick = torch.randint(n_t, (len(idx),), generator=gen)
+            loss = multi_positive_loss(enc.embed(enc(pts)), sent_emb[lab, pick], lab, enc.logit_scale.exp())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                enc.logit_scale.clamp_(0, math.log(100))
+            bar.set_postfix(loss=f"{loss.item():.3f}", T=f"{1 / enc.logit_scale.exp().item():.3f}")
+        with torch.no_grad():
+            f = features(enc, lm[val_idx].numpy())
+            val_zs = float(((enc.embed(f) @ proto.T).argmax(1) == y[val_idx]).float().mean())
+        history.append({"epoch": epoch + 1, "val_zero_shot": val_zs, "loss": loss.item()})
+        print(f"epoch {epoch + 1}: validation zero-shot accuracy {val_zs:.3f}", flush=True)
+
+    # Evaluation on the test split (all images; no face = wrong).
+    enc.eval()
+    f_tr = features(enc, lm[tr_idx].numpy(), desc="train features")
+    f_te = features(enc, test.norm_landmarks[test.found], desc="test features")
+    with torch.no_grad():
+        zs_pred = (enc.embed(f_te) @ proto.T).argmax(1).numpy()
+        probe = linear_probe(f_tr, y[tr_idx], len(classes))
+        lp_pred = probe(f_te).argmax(1).numpy()
+    result = {
+        "zero_shot_acc": accuracy_with_misses(zs_pred, test.labels, test.found),
+        "linear_probe_acc": accuracy_with_misses(lp_pred, test.labels, test.found),
+        "n_test": int(len(test.labels)), "detection_rate": float(test.found.mean()),
+        "train_faces": int(len(tr_idx)), "epochs": epochs, "minutes": (time.time() - t0) / 60,
+        "temperature": float(1 / enc.logit_scale.exp()), "history": history,
+        "command": command_line("python -m training.align_encoder", argv),
+    }
+    print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
+    out = save_encoder(enc, args.out, {"metrics": result, "align_config": cfg})
+    torch.save({"weight": probe.weight.detach(), "bias": probe.bias.detach()}, Path(out) / "linear_probe.pt")
+    (Path(out) / "metrics.json").write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

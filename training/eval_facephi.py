@@ -1,0 +1,117 @@
+"""Evaluate FacePhi on a stratified sample of the FER2013 test split (7 classes).
+
+    python -m training.eval_facephi                       # -> docs/results/facephi_fer2013.json + plots
+    python -m training.eval_facephi --ablation runs/facephi_noalign   # also scores the unaligned ablation
+
+Two modes, both over the same images (an image without a detected face counts as wrong):
+  - keyword: greedy answer to the default instruction; the class whose keyword appears first
+    in the answer is the prediction (the FacePhi paper's metric; no keyword = wrong);
+  - likelihood: every class's answer scored in one batched forward pass -> a distribution; the
+    most likely class is the prediction.
+The aligned encoder's zero-shot and linear-probe accuracies (training/align_encoder.py, whole
+test split) and the speed benchmark (benchmarks/facephi_bench.py) are merged into the result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.evaluation.metrics import classification_report, command_line, plot_confusion, write_result
+from facephi_ros.facephi import prompts
+from facephi_ros.facephi.runtime import FacePhiRuntime
+from training.train_facephi import stratified
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def predict(rt: FacePhiRuntime, norm_lm: np.ndarray, batch: int, max_new_tokens: int):
+    probs, answers = [], []
+    for i in tqdm(range(0, len(norm_lm), batch), desc="FacePhi answers"):
+        f = rt.features_from_normalized(norm_lm[i:i + batch])
+        probs.append(rt.model.class_probs(f).cpu().numpy())
+        answers += rt.model.generate(f, max_new_tokens=max_new_tokens)
+    return np.concatenate(probs), answers
+
+
+def score(rt: FacePhiRuntime, test, pick: np.ndarray, batch: int, max_new_tokens: int) -> dict:
+    classes = rt.classes
+    found = test.found[pick]
+    probs, answers = predict(rt, test.norm_landmarks[pick][found], batch, max_new_tokens)
+    y = test.labels[pick]
+    kw = np.full(len(pick), -1)
+    kw[found] = [(-1 if (k := prompts.keyword_class(a, classes)) is None else k) for a in answers]
+    lik = np.full(len(pick), -1)
+    lik[found] = probs.argmax(1)
+    rep_kw = classification_report(y, kw, classes)
+    rep_lik = classification_report(y, lik, classes)
+    return {"keyword": rep_kw, "likelihood": rep_lik, "kw_pred": kw, "lik_pred": lik, "answers": answers,
+            "no_keyword_rate": float(np.mean(kw[found] < 0)) if found.any() else 0.0}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="training/configs/facephi_fer7.yaml")
+    ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--ablation", default="runs/facephi_noalign", help="model folder of the no-alignment ablation ('' = skip)")
+    ap.add_argument("--n-test", type=int)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "docs/results/facephi_fer2013.json")
+    a = ap.parse_args(argv)
+    full = yaml.safe_load(Path(a.config).read_text())
+    n_test = a.n_test or full["eval"]["n_test"]
+    test = load_split(full["features"], "test", full["classes"])
+    pick = stratified(test.labels, n_test, seed=2024)
+    t0 = time.time()
+    rt = FacePhiRuntime(a.model_dir)
+    main_scores = score(rt, test, pick, a.batch, full["eval"]["max_new_tokens"])
+    enc_metrics = json.loads((rt.folder / "encoder" / "metrics.json").read_text())
+    classes = rt.classes
+    res = {
+        "keyword_acc": main_scores["keyword"]["accuracy"], "keyword_macro_f1": main_scores["keyword"]["macro_f1"],
+        "likelihood_acc": main_scores["likelihood"]["accuracy"], "likelihood_macro_f1": main_scores["likelihood"]["macro_f1"],
+        "no_keyword_rate": main_scores["no_keyword_rate"],
+        "zero_shot_acc": enc_metrics["zero_shot_acc"], "linear_probe_acc": enc_metrics["linear_probe_acc"],
+        "n_test": int(len(pick)), "detection_rate": float(test.found[pick].mean()),
+        "per_class_keyword": main_scores["keyword"]["per_class"], "per_class_likelihood": main_scores["likelihood"]["per_class"],
+        "example_answers": [{"truth": classes[int(test.labels[pick][i])], "answer": ans}
+                            for i, ans in zip(np.flatnonzero(test.found[pick])[:12], main_scores["answers"][:12])],
+        "training": rt.meta.get("history", {}), "llm": rt.name,
+    }
+    del rt
+    if a.ablation and Path(a.ablation).is_dir():
+        ab = FacePhiRuntime(a.ablation)
+        s = score(ab, test, pick, a.batch, full["eval"]["max_new_tokens"])
+        res["keyword_acc_no_alignment"] = s["keyword"]["accuracy"]
+        res["likelihood_acc_no_alignment"] = s["likelihood"]["accuracy"]
+        res["ablation_model"] = a.ablation
+        del ab
+    else:
+        res["keyword_acc_no_alignment"] = None
+    res["eval_minutes"] = round((time.time() - t0) / 60, 1)
+    if not a.skip_bench:
+        from benchmarks.facephi_bench import measure, real_faces
+        faces = real_faces(REPO.parent / "shared" / "data" / "faces")
+        if faces:
+            res.update(measure(FacePhiRuntime(a.model_dir), faces, 20))
+    res["command"] = command_line("python -m training.eval_facephi", argv)
+    out_dir = a.out.parent
+    for mode in ("keyword", "likelihood"):
+        plot_confusion(main_scores[mode]["confusion"], classes, out_dir / f"facephi_confusion_{mode}.png",
+                       f"FacePhi {mode} mode, FER2013 test ({len(pick)} images), acc {main_scores[mode]['accuracy']:.3f}")
+    show = {k: v for k, v in res.items() if not k.startswith("per_class") and k != "example_answers"}
+    write_result(a.out, res, show)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

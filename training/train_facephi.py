@@ -1,0 +1,209 @@
+"""Two-stage FacePhi training (as in the paper): stage 1 trains the projector with the LLM and the
+encoder frozen; stage 2 also trains the LLM, through a LoRA adapter (peft) by default or fully.
+
+    python -m training.train_facephi --config training/configs/facephi_fer7.yaml            # both stages -> models/facephi
+    python -m training.train_facephi --no-alignment --out runs/facephi_noalign               # ablation: random frozen encoder
+    python -m training.train_facephi --resume                                                 # continue after an interruption
+
+Each step draws one of the 15 instructions for the whole batch (so the prompt text before <face>
+is computed once per step) and, per face, one of the 10 answers of its class; the loss covers
+the answer and the end token only. The encoder is frozen in both stages, so its features
+(original and mirrored face) are computed once and cached under runs/facephi/. Checkpoints are
+written every `checkpoint_every` steps to runs/facephi/<name>/; --resume picks up the latest.
+Uses CUDA when present (no code change needed for a GPU run on the full training split:
+set stageN.train_images to 0 = all).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.sequences import mirror_normalized
+from facephi_ros.evaluation.metrics import command_line
+from facephi_ros.facephi import prompts
+from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder, to_points
+from facephi_ros.facephi.llm import device_for, load_llm
+from facephi_ros.facephi.model import FacePhi, Projector, ProjectorConfig, save_projector
+from facephi_ros.facephi.pointmlp import PointMLPConfig
+from facephi_ros.paths import shipped
+
+
+def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of n items with the class proportions of `labels` (all when n <= 0 or n >= len)."""
+    if n <= 0 or n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    out = []
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.floor(counts / counts.sum() * n).astype(int)
+    quota[np.argsort(-(counts / counts.sum() * n - quota))[: n - quota.sum()]] += 1
+    for c, q in zip(classes, quota):
+        out.append(rng.choice(np.flatnonzero(labels == c), q, replace=False))
+    return np.sort(np.concatenate(out))
+
+
+@torch.no_grad()
+def encode_faces(enc: AlignedEncoder, norm_lm: np.ndarray, batch: int = 256, desc: str = "encoder") -> torch.Tensor:
+    enc.eval()
+    out = [enc(to_points(norm_lm[i:i + batch])) for i in tqdm(range(0, len(norm_lm), batch), desc=desc, leave=False)]
+    return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def cached_features(enc: AlignedEncoder, tag: str, norm_lm: np.ndarray, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, mirrored-face features) for the given faces, cached on disk by encoder + subset."""
+    path = Path("runs/facephi/features") / f"{tag}_{key}.pt"
+    if path.is_file():
+        d = torch.load(path)
+        return d["feat"], d["mirror"]
+    lm = torch.as_tensor(norm_lm, dtype=torch.float32)
+    feat = encode_faces(enc, norm_lm, desc="encoder features")
+    mirror = encode_faces(enc, mirror_normalized(lm, torch.zeros(len(lm), 52))[0].numpy(), desc="mirrored features")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"feat": feat, "mirror": mirror}, path)
+    return feat, mirror
+
+
+def lr_at(step: int, total: int, base: float, warmup: int = 10) -> float:
+    return base * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / max(1, total)))
+
+
+def run_stage(stage: int, model: FacePhi, feats, mirror, labels, classes, scfg: dict, ckpt_dir: Path, resume: bool,
+              seed: int, llm_grad: bool) -> list[float]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=scfg["lr"], weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed + stage)
+    rng = np.random.default_rng(seed + stage)
+    ckpt = ckpt_dir / f"stage{stage}.pt"
+    start, losses = 0, []
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if resume and ckpt.is_file():
+        st = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(st["trainable"], strict=False)
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["gen"])
+        rng.bit_generator.state = st["rng"]
+        start, losses = st["step"], st["losses"]
+        print(f"stage {stage}: resumed at step {start}", flush=True)
+    steps, bsz, every = scfg["steps"], scfg["batch_size"], scfg.get("checkpoint_every", 25)
+    model.train()
+    if model.encoder is not None:
+        model.encoder.eval()
+    bar = tqdm(range(start, steps), desc=f"stage {stage}", initial=start, total=steps)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, scfg["lr"])
+        idx = torch.randint(len(feats), (bsz,), generator=gen)
+        flip = torch.rand(bsz, generator=gen) < 0.5
+        x = torch.where(flip[:, None], mirror[idx], feats[idx])
+        instruction = prompts.INSTRUCTIONS[rng.integers(len(prompts.INSTRUCTIONS))]
+        answers = [prompts.answers_for(classes[int(labels[i])])[rng.integers(10)] for i in idx]
+        loss = model.loss(x, instruction, answers, llm_grad=llm_grad)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{np.mean(losses[-10:]):.3f}")
+        if (step + 1) % every == 0 or step + 1 == steps:
+            state = {n: p.detach() for n, p in model.named_parameters() if n in trainable}
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"trainable": state, "optimizer": opt.state_dict(), "gen": gen.get_state(),
+                        "rng": rng.bit_generator.state, "step": step + 1, "losses": losses}, ckpt)
+    model.eval()
+    return losses
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="training/configs/facephi_fer7.yaml")
+    ap.add_argument("--encoder", default=str(shipped("models") / "facephi" / "encoder"))
+    ap.add_argument("--out", default=str(shipped("models") / "facephi"))
+    ap.add_argument("--no-alignment", action="store_true", help="ablation: a randomly initialised, frozen encoder")
+    ap.add_argument("--stages", default="12", help="'1', '2' or '12'")
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--steps", type=int, help="override both stages' step counts (quick runs)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    torch.manual_seed(args.seed)
+    full = yaml.safe_load(Path(args.config).read_text())
+    classes, lcfg = full["classes"], full["llm"]
+    out = Path(args.out)
+    name = out.name if out.name != "facephi" else "default"
+    ckpt_dir = Path("runs/facephi") / name
+    dev = device_for(args.device)
+
+    if args.no_alignment:
+        enc = AlignedEncoder(PointMLPConfig.from_dict(full["align"]["encoder"]), 384, classes)
+        save_encoder(enc.eval(), out / "encoder", {"note": "randomly initialised, not aligned (ablation)"})
+        enc_key = "random" + str(args.seed)
+    else:
+        enc, _ = load_encoder(args.encoder)
+        enc_key = file_digest(Path(args.encoder) / "weights.safetensors")
+    train = load_split(full["features"], "train", classes)
+    t0 = time.time()
+    llm, tok = load_llm(lcfg["model"], device=str(dev))
+    for p in llm.parameters():
+        p.requires_grad_(False)
+    pcfg = ProjectorConfig(in_dim=enc.out_dim, hidden=lcfg["projector_hidden"], out_dim=llm.get_input_embeddings().embedding_dim,
+                           face_tokens=lcfg["face_tokens"], classes=classes, llm=lcfg["model"])
+    model = FacePhi(llm, tok, Projector(pcfg).to(dev))
+    meta = {"config": args.config, "encoder_key": enc_key, "no_alignment": args.no_alignment,
+            "command": command_line("python -m training.train_facephi", argv)}
+    history = {}
+    for stage in (1, 2):
+        if str(stage) not in args.stages:
+            continue
+        scfg = dict(full[f"stage{stage}"])
+        if args.steps:
+            scfg["steps"] = args.steps
+        found = np.flatnonzero(train.found)
+        pick = found[stratified(train.labels[found], scfg.get("train_images", 0), args.seed + stage)]
+        feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}", train.norm_landmarks[pick], enc_key)
+        labels = train.labels[pick]
+        if stage == 2:
+            if scfg.get("full_finetune"):
+                for p in model.llm.parameters():
+                    p.requires_grad_(True)
+            else:
+                from peft import LoraConfig, get_peft_model
+                lc = lcfg["lora"]
+                model.llm = get_peft_model(model.llm, LoraConfig(r=lc["r"], lora_alpha=lc["alpha"], lora_dropout=lc["dropout"],
+                                                                 target_modules=lc["target_modules"], task_type="CAUSAL_LM"))
+            model.clear_prefix_cache()
+        elif (ckpt_dir / "stage2.pt").exists() and not args.resume:
+            (ckpt_dir / "stage2.pt").unlink()  # a fresh stage 1 invalidates an old stage 2
+        losses = run_stage(stage, model, feats.to(dev), mirror.to(dev), labels, classes, scfg, ckpt_dir, args.resume,
+                           args.seed, llm_grad=stage == 2)
+        history[f"stage{stage}"] = {"steps": scfg["steps"], "batch_size": scfg["batch_size"], "lr": scfg["lr"],
+                                    "train_images": int(len(pick)), "loss_first10": float(np.mean(losses[:10])),
+                                    "loss_last10": float(np.mean(losses[-10:]))}
+        print(f"stage {stage}: loss {history[f'stage{stage}']['loss_first10']:.3f} -> {history[f'stage{stage}']['loss_last10']:.3f}")
+    meta["history"] = history
+    meta["minutes"] = (time.time() - t0) / 60
+    save_projector(model.projector, out / "projector", meta)
+    if "2" in args.stages:
+        if hasattr(model.llm, "save_pretrained") and hasattr(model.llm, "peft_config"):
+            model.llm.save_pretrained(out / "adapter")
+        else:
+            model.llm.save_pretrained(out / "llm")  # full fine-tune
+    print(f"wrote {out} in {meta['minutes']:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
