@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild every shipped weight file from the labelled images (about 1 h on 2 CPU cores):
-# features -> face geometry -> LSTM and per-frame models for 7 and 3 classes -> evaluations.
+# Rebuild every shipped weight file from the labelled images (about 2.5 h on 2 CPU cores):
+# features -> face geometry -> LSTM and per-frame models for 7 and 3 classes -> evaluations
+# -> FacePhi: encoder alignment (35 min), two-stage LLM training and its no-alignment ablation
+# (run side by side, one thread each, about 40 min) -> FacePhi evaluation.
 #   bash training/rebuild_all.sh [../shared/data/fer2013]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,3 +16,9 @@ for tag in fer7 fer3; do
 done
 $PY -m training.eval_lstm
 $PY -m training.eval_stream
+$PY -m training.align_encoder
+$PY -m training.train_facephi --threads 1 & main=$!
+$PY -m training.train_facephi --threads 1 --no-alignment --out runs/facephi_noalign & ablation=$!
+wait $main
+wait $ablation
+$PY -m training.eval_facephi

@@ -137,8 +137,11 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--steps", type=int, help="override both stages' step counts (quick runs)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     full = yaml.safe_load(Path(args.config).read_text())
     classes, lcfg = full["classes"], full["llm"]
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
     pcfg = ProjectorConfig(in_dim=enc.out_dim, hidden=lcfg["projector_hidden"], out_dim=llm.get_input_embeddings().embedding_dim,
                            face_tokens=lcfg["face_tokens"], classes=classes, llm=lcfg["model"])
     model = FacePhi(llm, tok, Projector(pcfg).to(dev))
-    meta = {"config": args.config, "encoder_key": enc_key, "no_alignment": args.no_alignment,
+    meta = {"train_config": args.config, "encoder_key": enc_key, "no_alignment": args.no_alignment,
             "command": command_line("python -m training.train_facephi", argv)}
     history = {}
     for stage in (1, 2):
@@ -199,6 +202,7 @@ def main(argv=None) -> int:
     if "2" in args.stages:
         if hasattr(model.llm, "save_pretrained") and hasattr(model.llm, "peft_config"):
             model.llm.save_pretrained(out / "adapter")
+            (out / "adapter" / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
         else:
             model.llm.save_pretrained(out / "llm")  # full fine-tune
     print(f"wrote {out} in {meta['minutes']:.1f} min")
