@@ -186,29 +186,66 @@ class FacePhi(nn.Module):
         return F.cross_entropy(logits[mask], ans[mask])
 
     # -- inference ------------------------------------------------------------------------
-    def _context(self, feats: torch.Tensor, instruction: str):
-        """Run face tokens + suffix after the cached prefix: (cache, last logits)."""
+    def _context(self, feats: torch.Tensor, instruction: str, extra: torch.Tensor | None = None):
+        """Run face tokens + suffix (+ `extra` answer tokens) after the cached prefix: (cache, last logits)."""
         b = len(feats)
         pc = self.prefix_cache(instruction)
         _, post = self.template_ids(instruction)
-        x = torch.cat([self.face_embeddings(feats), self.embed_tokens(post).expand(b, -1, -1)], 1)
-        out = self.llm(inputs_embeds=x, past_key_values=pc.expand(b), use_cache=True, logits_to_keep=1)
+        parts = [self.face_embeddings(feats), self.embed_tokens(post).expand(b, -1, -1)]
+        if extra is not None and extra.numel():
+            parts.append(self.embed_tokens(extra[None]).expand(b, -1, -1))
+        out = self.llm(inputs_embeds=torch.cat(parts, 1), past_key_values=pc.expand(b), use_cache=True, logits_to_keep=1)
         return out.past_key_values, out.logits[:, -1].float()
 
     @torch.no_grad()
     def class_probs(self, feats: torch.Tensor, instruction: str | None = None) -> torch.Tensor:
         """(B, C) distribution over classes from the likelihood of each class's answer.
-        All C answers of all B faces are scored in one batched forward pass."""
+
+        One forward pass after the cached prefix: the face token(s), the rest of the prompt, the
+        answers' common first tokens ("The person looks": equally likely for every class, so they
+        cancel in the softmax) and then the differing tails of all C answers side by side, each
+        tail attending to the context and to itself only (a tree-shaped attention mask)."""
         instruction = instruction or prompts.INSTRUCTIONS[prompts.DEFAULT_INSTRUCTION]
         b, c = len(feats), len(self.classes)
-        cache, last = self._context(feats, instruction)
-        ctx = PrefixCache.from_output(cache, 0).repeat_interleave(c)
         ans, mask = self.answer_ids([prompts.answers_for(k)[prompts.LIKELIHOOD_ANSWER] for k in self.classes])
-        ans_b, mask_b = ans.repeat(b, 1), mask.repeat(b, 1)  # (B*C, A): face-major
-        out = self.llm(input_ids=ans_b[:, :-1], past_key_values=ctx.expand(), use_cache=False)
-        logp = torch.cat([last.repeat_interleave(c, 0)[:, None], out.logits.float()], 1).log_softmax(-1)
-        tok = logp.gather(-1, ans_b[..., None])[..., 0] * mask_b
-        return tok.sum(1).view(b, c).softmax(-1)
+        common = 0
+        while common < ans.shape[1] - 1 and mask[:, common + 1].all() and (ans[:, common] == ans[0, common]).all():
+            common += 1
+        tails = [ans[k, common:int(mask[k].sum())] for k in range(c)]  # each ends with the end token
+        pc = self.prefix_cache(instruction)
+        _, post = self.template_ids(instruction)
+        ctx_ids = torch.cat([post[0], ans[0, :common]])
+        tail_in = torch.cat([t[:-1] for t in tails])  # a tail's last token is only predicted
+        e = self.embed_tokens
+        x = torch.cat([self.face_embeddings(feats), e(ctx_ids).expand(b, -1, -1), e(tail_in).expand(b, -1, -1)], 1)
+        n0, p = x.shape[1] - len(tail_in), pc.length
+        n = x.shape[1]
+        allowed = torch.zeros(n, p + n, dtype=torch.bool, device=self.device)
+        allowed[:, :p] = True
+        allowed[:, p:p + n0] = True  # every tail sees the whole context ...
+        allowed[:n0, p:p + n0] = torch.ones(n0, n0, dtype=torch.bool, device=self.device).tril()  # ... which is causal
+        pos = list(range(p, p + n0))
+        pred_rows = []  # per class: the rows whose logits predict its tail tokens
+        start = n0
+        for t in tails:
+            k = len(t) - 1
+            rows = list(range(start, start + k))
+            for j, r in enumerate(rows):
+                allowed[r, p + start:p + start + j + 1] = True
+            pos += list(range(p + n0, p + n0 + k))
+            pred_rows.append([n0 - 1] + rows)
+            start += k
+        dtype = self.embed_tokens.weight.dtype
+        attn = torch.zeros(n, p + n, dtype=dtype, device=self.device).masked_fill(~allowed, torch.finfo(dtype).min)
+        keep = torch.tensor(sorted({r for rows in pred_rows for r in rows}), device=self.device)
+        where = {int(r): i for i, r in enumerate(keep)}  # only these rows need the vocabulary projection
+        out = self.llm(inputs_embeds=x, past_key_values=pc.expand(b), attention_mask=attn[None, None].expand(b, 1, -1, -1),
+                       position_ids=torch.tensor(pos, device=self.device)[None].expand(b, -1), use_cache=False,
+                       logits_to_keep=keep)
+        logp = out.logits.float().log_softmax(-1)  # (B, len(keep), V)
+        scores = torch.stack([logp[:, [where[r] for r in rows], :].gather(-1, t[None, :, None].expand(b, -1, 1))[..., 0].sum(1)
+                              for rows, t in zip(pred_rows, tails)], 1)
+        return scores.softmax(-1)
 
     @torch.no_grad()
     def generate(self, feats: torch.Tensor, instruction: str | None = None, max_new_tokens: int = 16) -> list[str]:

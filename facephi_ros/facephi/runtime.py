@@ -45,6 +45,7 @@ class FacePhiRuntime:
             try:
                 from peft import PeftModel
                 lm = PeftModel.from_pretrained(lm, str(folder / "adapter")).eval()
+                lm.merge_adapter()  # LoRA folded into the weights (faster); disable_adapter() still gives the base LLM
             except (OSError, ValueError, RuntimeError, KeyError) as e:
                 raise ModelFileError(f"FacePhi adapter in {folder / 'adapter'} cannot be loaded: {str(e).splitlines()[0][:160]}") from None
         self.model = FacePhi(lm, tok, projector.to(self.device), self.encoder.to(self.device)).eval()
