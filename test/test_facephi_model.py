@@ -142,17 +142,8 @@ def runtime():
 
 
 @pytest.fixture(scope="module")
-def posed_faces(faces_dir):
-    import cv2
-
-    from facephi_ros.landmarks.landmarker import Landmarker
-    out = {}
-    with Landmarker(video=False, num_faces=1) as lm:
-        for label, name in (("happy", "0-f15-hao-ph.jpg"), ("surprise", "0-f1-su-ph.jpg")):
-            rgb = cv2.cvtColor(cv2.imread(str(faces_dir / name)), cv2.COLOR_BGR2RGB)
-            f = lm.detect(rgb)[0]
-            out[label] = ([(f.landmarks, f.matrix)], rgb.shape[1], rgb.shape[0], f.blendshapes)
-    return out
+def posed_faces(posed):
+    return {k: ([(f.landmarks, f.matrix)], w, h, f.blendshapes) for k, (f, w, h) in posed.items()}
 
 
 def test_default_model_labels_and_answers_real_faces(runtime, posed_faces):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 
-import cv2
 import numpy as np
 import pytest
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
@@ -14,16 +13,13 @@ from rosnodes import NodeProcess
 from std_msgs.msg import Header
 
 from facephi_ros.facephi import prompts
-from facephi_ros.landmarks.landmarker import Landmarker
 from facephi_ros.nodes.common import DESCRIPTION_TOPIC, EMOTION_TOPIC, FACES_TOPIC
 from facephi_ros.nodes.convert import face_to_msg, make_array, make_estimate
 
 
 @pytest.fixture(scope="module")
-def happy(faces_dir):
-    with Landmarker(video=False, num_faces=1) as lm:
-        rgb = cv2.cvtColor(cv2.imread(str(faces_dir / "0-f15-hao-ph.jpg")), cv2.COLOR_BGR2RGB)
-        return lm.detect(rgb)[0], rgb.shape[1], rgb.shape[0]
+def happy(posed):
+    return posed["happy"]
 
 
 def stamp_ns(m):
