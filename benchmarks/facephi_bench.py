@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--model-dir", default=None)
+    ap.add_argument("--dtype", default="auto", help="LLM weights: auto (the node's default), float32, bfloat16")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "faces")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/facephi_bench.json")
     a = ap.parse_args(argv)
@@ -87,8 +88,9 @@ def main(argv=None) -> int:
     if not faces:
         print(f"error: no face found in {a.data}", file=sys.stderr)
         return 1
-    rt = FacePhiRuntime(a.model_dir)
+    rt = FacePhiRuntime(a.model_dir, dtype=a.dtype)
     res = measure(rt, faces, a.repeats)
+    res["dtype"] = str(rt.dtype).replace("torch.", "")
     f = faces[0]
     from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES
     res["example_answer"] = rt.answer([(f[0], f[2])], f[3], f[4])[0]

@@ -1,6 +1,6 @@
 """Evaluate FacePhi on a stratified sample of the FER2013 test split (7 classes).
 
-    python -m training.eval_facephi                       # -> docs/results/facephi_fer2013.json + plots
+    python -m training.eval_facephi                       # -> docs/results/facephi_fer2013.json + confusion plots
     python -m training.eval_facephi --ablation runs/facephi_noalign   # also scores the unaligned ablation
 
 Two modes, both over the same images (an image without a detected face counts as wrong):
@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n-test", type=int)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--dtype", default="float32", help="LLM weights for the accuracy runs (the node's default is auto)")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/facephi_fer2013.json")
     a = ap.parse_args(argv)
     full = yaml.safe_load(Path(a.config).read_text())
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     test = load_split(full["features"], "test", full["classes"])
     pick = stratified(test.labels, n_test, seed=2024)
     t0 = time.time()
-    rt = FacePhiRuntime(a.model_dir)
+    rt = FacePhiRuntime(a.model_dir, dtype=a.dtype)
     main_scores = score(rt, test, pick, a.batch, full["eval"]["max_new_tokens"])
     enc_metrics = json.loads((rt.folder / "encoder" / "metrics.json").read_text())
     classes = rt.classes
@@ -85,11 +86,11 @@ def main(argv=None) -> int:
         "per_class_keyword": main_scores["keyword"]["per_class"], "per_class_likelihood": main_scores["likelihood"]["per_class"],
         "example_answers": [{"truth": classes[int(test.labels[pick][i])], "answer": ans}
                             for i, ans in zip(np.flatnonzero(test.found[pick])[:12], main_scores["answers"][:12])],
-        "training": rt.meta.get("history", {}), "llm": rt.name,
+        "training": rt.meta.get("history", {}), "llm": rt.name, "dtype": str(rt.dtype).replace("torch.", ""),
     }
     del rt
     if a.ablation and Path(a.ablation).is_dir():
-        ab = FacePhiRuntime(a.ablation)
+        ab = FacePhiRuntime(a.ablation, dtype=a.dtype)
         s = score(ab, test, pick, a.batch, full["eval"]["max_new_tokens"])
         res["keyword_acc_no_alignment"] = s["keyword"]["accuracy"]
         res["likelihood_acc_no_alignment"] = s["likelihood"]["accuracy"]
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     res["command"] = command_line("python -m training.eval_facephi", argv)
     out_dir = a.out.parent
     for mode in ("keyword", "likelihood"):
-        plot_confusion(main_scores[mode]["confusion"], classes, out_dir / f"facephi_confusion_{mode}.png",
+        plot_confusion(main_scores[mode]["confusion"], classes, out_dir / f"{a.out.stem}_confusion_{mode}.png",
                        f"FacePhi {mode} mode, FER2013 test ({len(pick)} images), acc {main_scores[mode]['accuracy']:.3f}")
     show = {k: v for k, v in res.items() if not k.startswith("per_class") and k != "example_answers"}
     write_result(a.out, res, show)

@@ -45,6 +45,23 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     return out
 
 
+def cpu_has_bf16() -> bool:
+    try:
+        return "avx512_bf16" in open("/proc/cpuinfo").read() or "amx_bf16" in open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+
+
+def pick_dtype(want: str, dev: torch.device) -> torch.dtype:
+    """'auto': bfloat16 on CUDA and on CPUs with native bf16 instructions (avx512_bf16 / AMX), else float32."""
+    if want == "auto":
+        return torch.bfloat16 if dev.type == "cuda" or cpu_has_bf16() else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[want]
+    except KeyError:
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got '{want}'") from None
+
+
 def resolve_llm(name_or_path: str = DEFAULT_LLM) -> str:
     """A loadable folder or hub name. The default asset is verified (one-line AssetError)."""
     if name_or_path == DEFAULT_LLM:
@@ -53,13 +70,14 @@ def resolve_llm(name_or_path: str = DEFAULT_LLM) -> str:
 
 
 def load_llm(name_or_path: str = DEFAULT_LLM, device: str = "auto", dtype: torch.dtype | None = None):
-    """(model, tokenizer) in eval mode. Offline: never reaches a hub for the default model."""
+    """(model, tokenizer) in eval mode; float32 unless `dtype` is given (training keeps float32).
+    Offline: never reaches a hub for the default model."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = resolve_llm(name_or_path)
     dev = device_for(device)
     if dtype is None:
-        dtype = torch.bfloat16 if dev.type == "cuda" and name_or_path != DEFAULT_LLM else torch.float32
+        dtype = torch.float32
     local = Path(path).exists()
     try:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=local)

@@ -18,7 +18,7 @@ from ..features.normalize import normalize_landmarks
 from ..models.lstm import ModelFileError
 from ..paths import shipped
 from .encoder import load_encoder, to_points
-from .llm import device_for, load_llm
+from .llm import device_for, load_llm, pick_dtype
 from .model import FacePhi, load_projector
 
 
@@ -27,7 +27,8 @@ def default_model_dir() -> Path:
 
 
 class FacePhiRuntime:
-    def __init__(self, model_dir: str | Path | None = None, llm: str = "", device: str = "auto", threads: int = 0):
+    def __init__(self, model_dir: str | Path | None = None, llm: str = "", device: str = "auto", threads: int = 0,
+                 dtype: str = "auto"):
         if threads:
             torch.set_num_threads(threads)
         folder = Path(model_dir or default_model_dir())
@@ -40,7 +41,8 @@ class FacePhiRuntime:
         llm_name = llm or projector.cfg.llm
         if (folder / "llm").is_dir():  # a full fine-tune ships the whole LLM
             llm_name = str(folder / "llm")
-        lm, tok = load_llm(llm_name, device=str(self.device))
+        self.dtype = pick_dtype(dtype, self.device)  # LLM weights; encoder and projector stay float32
+        lm, tok = load_llm(llm_name, device=str(self.device), dtype=self.dtype)
         if (folder / "adapter").is_dir():
             try:
                 from peft import PeftModel

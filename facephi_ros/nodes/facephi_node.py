@@ -14,7 +14,7 @@ distribution (probabilities, label, confidence, derived valence/arousal) and, in
   mode 'va': a free-text description written from valence, arousal, the label and the
              strongest blendshapes (the LSTM's valence/arousal when it has seen the face).
 Parameters: model_dir ('' = shipped models/facephi), llm ('' = the one it was trained with),
-mode, rate_hz, max_faces, only_on_change, max_new_tokens, device, threads.
+mode, rate_hz, max_faces, only_on_change, max_new_tokens, device, threads, dtype.
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class FacePhiNode(Node):
     def __init__(self):
         super().__init__("facephi")
         p = declare(self, {"model_dir": "", "llm": "", "mode": "answer", "rate_hz": 2.0, "max_faces": 8,
-                           "only_on_change": False, "max_new_tokens": 16, "device": "auto", "threads": 0})
+                           "only_on_change": False, "max_new_tokens": 16, "device": "auto", "threads": 0,
+                           "dtype": "auto"})
         if p["mode"] not in MODES:
             raise StartupError(f"mode must be one of {MODES}, got '{p['mode']}'")
         if not p["rate_hz"] > 0 or p["max_faces"] < 1:
@@ -73,8 +74,8 @@ class FacePhiNode(Node):
         try:
             from ..facephi.runtime import FacePhiRuntime
             t0 = time.monotonic()
-            self.rt = FacePhiRuntime(p["model_dir"] or None, p["llm"], p["device"], p["threads"])
-        except (ModelFileError, AssetError) as e:
+            self.rt = FacePhiRuntime(p["model_dir"] or None, p["llm"], p["device"], p["threads"], p["dtype"])
+        except (ModelFileError, AssetError, ValueError) as e:
             raise StartupError(str(e)) from None
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.lstm: dict[int, tuple[str, float, float, float]] = {}  # face -> (label, valence, arousal, time)
