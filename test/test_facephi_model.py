@@ -180,3 +180,13 @@ def test_default_model_va_description(runtime, posed_faces):
     text = runtime.describe_va(0.7, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, bs.tolist())), max_new_tokens=30)
     assert isinstance(text, str) and len(text.split()) >= 3, text
     assert "smile" in prompts.movement_text(dict(zip(BLENDSHAPE_NAMES, bs.tolist())))
+
+
+def test_dtype_choice():
+    from facephi_ros.facephi.llm import cpu_has_bf16, pick_dtype
+    cpu = torch.device("cpu")
+    assert pick_dtype("float32", cpu) == torch.float32 and pick_dtype("bfloat16", cpu) == torch.bfloat16
+    assert pick_dtype("auto", cpu) == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
+    assert pick_dtype("auto", torch.device("cuda")) == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype must be"):
+        pick_dtype("int3", cpu)
