@@ -15,6 +15,12 @@ import yaml
 from facephi_ros.launcher import package_paths
 
 
+def stamp_ns(x) -> int:
+    """Nanoseconds of a message's header stamp (or of a Header, or of a Time)."""
+    stamp = getattr(getattr(x, "header", x), "stamp", x)
+    return stamp.sec * 10**9 + stamp.nanosec
+
+
 class NodeProcess:
     """A node executable from the install prefix, with parameters, logging to a file."""
 

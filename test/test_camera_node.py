@@ -5,14 +5,14 @@ import time
 
 import numpy as np
 from mjpeg_server import MjpegCamera
-from rosnodes import NodeProcess, read_video
+from rosnodes import NodeProcess, read_video, stamp_ns
 from sensor_msgs.msg import Image
 
 from facephi_ros.nodes.common import IMAGE_TOPIC, SENSOR_QOS
 
 
 def stamps_ns(msgs):
-    return [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs]
+    return [stamp_ns(m) for m in msgs]
 
 
 def test_video_file_frames_sizes_and_stamps(probe, faces_dir):

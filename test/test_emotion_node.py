@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
-from rosnodes import NodeProcess
+from rosnodes import NodeProcess, stamp_ns
 from std_msgs.msg import Header
 
 from facephi_ros.emotion.estimator import DEFAULT_MODEL_DIR
@@ -24,9 +24,6 @@ def emotion_node(ros):
         assert node.wait_log("emotion model", 30), node.log
         yield node
 
-
-def stamp_ns(m):
-    return m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
 
 
 def test_estimates_per_face_and_frame(emotion_node, probe, posed):
@@ -44,7 +41,7 @@ def test_estimates_per_face_and_frame(emotion_node, probe, posed):
         pub.publish(make_array(header, w, h, faces[:1], 0.01, 0))
         header2 = Header(stamp=header.stamp, frame_id="camera2")
         pub.publish(make_array(header2, w2, h2, faces[1:], 0.01, 0))
-        stamps.append(header.stamp.sec * 10**9 + header.stamp.nanosec)
+        stamps.append(stamp_ns(header))
         time.sleep(1 / 30)
     assert probe.wait_for(EMOTION_TOPIC, 48, 15)
     est = probe.messages(EMOTION_TOPIC)

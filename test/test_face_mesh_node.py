@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from facephi_ros.msg import FaceLandmarksArray
-from rosnodes import NodeProcess, image_msg, read_video
+from rosnodes import NodeProcess, image_msg, read_video, stamp_ns
 from sensor_msgs.msg import Image
 
 from facephi_ros.nodes.common import FACES_TOPIC, IMAGE_TOPIC, SENSOR_QOS
@@ -20,9 +20,6 @@ def face_mesh(ros):
         assert node.wait_log("face mesh ready", 30), node.log
         yield node
 
-
-def stamp_ns(m) -> int:
-    return m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
 
 
 def feed(probe, frames, rate: float = 20.0, settle: float = 3.0, with_index: bool = False):
@@ -40,13 +37,13 @@ def feed(probe, frames, rate: float = 20.0, settle: float = 3.0, with_index: boo
     stamps = []
     for f in frames:
         stamp = probe.now()
-        stamps.append(stamp.sec * 10**9 + stamp.nanosec)
+        stamps.append(stamp_ns(stamp))
         pub.publish(image_msg(f, stamp))
         time.sleep(1.0 / rate)
     t_end = time.monotonic() + settle
     while time.monotonic() < t_end:
         got = probe.messages(topic)
-        if got and got[-1].header.stamp.sec * 10**9 + got[-1].header.stamp.nanosec == stamps[-1]:
+        if got and stamp_ns(got[-1]) == stamps[-1]:
             break
         time.sleep(0.05)
     index = {s: i for i, s in enumerate(stamps)}

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
-from rosnodes import NodeProcess
+from rosnodes import NodeProcess, stamp_ns
 from std_msgs.msg import Header
 
 from facephi_ros.facephi import prompts
@@ -22,9 +22,6 @@ def happy(posed):
     return posed["happy"]
 
 
-def stamp_ns(m):
-    return m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
-
 
 def publish_stream(probe, pub, face, seconds: float, face_id: int = 1, rate: float = 30.0) -> list[int]:
     f, w, h = face
@@ -33,7 +30,7 @@ def publish_stream(probe, pub, face, seconds: float, face_id: int = 1, rate: flo
     while time.monotonic() < t_end:
         header = Header(stamp=probe.now(), frame_id="camera")
         pub.publish(make_array(header, w, h, [face_to_msg(f, face_id, 1.0, header, w, h)], 0.01, 0))
-        stamps.append(header.stamp.sec * 10**9 + header.stamp.nanosec)
+        stamps.append(stamp_ns(header))
         time.sleep(1 / rate)
     return stamps
 

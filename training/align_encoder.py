@@ -58,13 +58,6 @@ def augment(lm: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
     return lm + cfg["noise"] * torch.randn(lm.shape, generator=gen)
 
 
-@torch.no_grad()
-def features(enc: AlignedEncoder, lm: np.ndarray, batch: int = 512, desc: str = "features") -> torch.Tensor:
-    enc.eval()
-    out = [enc(to_points(lm[i:i + batch])) for i in tqdm(range(0, len(lm), batch), desc=desc, leave=False)]
-    return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
-
-
 def linear_probe(x_tr: torch.Tensor, y_tr: torch.Tensor, n_cls: int, epochs: int = 300, wd: float = 1e-4) -> torch.nn.Linear:
     mu, sd = x_tr.mean(0), x_tr.std(0).clamp_min(1e-6)
     lin = torch.nn.Linear(x_tr.shape[1], n_cls)
@@ -143,15 +136,15 @@ def main(argv=None) -> int:
                 enc.logit_scale.clamp_(0, math.log(100))
             bar.set_postfix(loss=f"{loss.item():.3f}", T=f"{1 / enc.logit_scale.exp().item():.3f}")
         with torch.no_grad():
-            f = features(enc, lm[val_idx].numpy())
+            f = enc.encode(lm[val_idx].numpy(), 512)
             val_zs = float(((enc.embed(f) @ proto.T).argmax(1) == y[val_idx]).float().mean())
         history.append({"epoch": epoch + 1, "val_zero_shot": val_zs, "loss": loss.item()})
         print(f"epoch {epoch + 1}: validation zero-shot accuracy {val_zs:.3f}", flush=True)
 
     # Evaluation on the test split (all images; no face = wrong).
     enc.eval()
-    f_tr = features(enc, lm[tr_idx].numpy(), desc="train features")
-    f_te = features(enc, test.norm_landmarks[test.found], desc="test features")
+    f_tr = enc.encode(lm[tr_idx].numpy(), 512, "train features")
+    f_te = enc.encode(test.norm_landmarks[test.found], 512, "test features")
     with torch.no_grad():
         zs_pred = (enc.embed(f_te) @ proto.T).argmax(1).numpy()
         probe = linear_probe(f_tr, y[tr_idx], len(classes))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import mirror_normalized
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
-from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder, to_points
+from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder
 from facephi_ros.facephi.llm import device_for, load_llm
 from facephi_ros.facephi.model import FacePhi, Projector, ProjectorConfig, save_projector
 from facephi_ros.facephi.pointmlp import PointMLPConfig
@@ -52,13 +51,6 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-@torch.no_grad()
-def encode_faces(enc: AlignedEncoder, norm_lm: np.ndarray, batch: int = 256, desc: str = "encoder") -> torch.Tensor:
-    enc.eval()
-    out = [enc(to_points(norm_lm[i:i + batch])) for i in tqdm(range(0, len(norm_lm), batch), desc=desc, leave=False)]
-    return torch.cat(out) if out else torch.zeros(0, enc.out_dim)
-
-
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -70,8 +62,8 @@ def cached_features(enc: AlignedEncoder, tag: str, norm_lm: np.ndarray, key: str
         d = torch.load(path)
         return d["feat"], d["mirror"]
     lm = torch.as_tensor(norm_lm, dtype=torch.float32)
-    feat = encode_faces(enc, norm_lm, desc="encoder features")
-    mirror = encode_faces(enc, mirror_normalized(lm, torch.zeros(len(lm), 52))[0].numpy(), desc="mirrored features")
+    feat = enc.encode(norm_lm, desc="encoder features")
+    mirror = enc.encode(mirror_normalized(lm, torch.zeros(len(lm), 52))[0].numpy(), desc="mirrored features")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"feat": feat, "mirror": mirror}, path)
     return feat, mirror

@@ -46,6 +46,17 @@ class AlignedEncoder(nn.Module):
         """The 256-d global feature the projector reads."""
         return self.backbone(points)
 
+    @torch.no_grad()
+    def encode(self, norm_landmarks, batch: int = 256, desc: str = "") -> torch.Tensor:
+        """Features of many normalised faces (N, 478, 3), in eval mode, batched (tqdm when desc)."""
+        from tqdm import tqdm
+
+        self.eval()
+        dev = next(self.parameters()).device
+        starts = range(0, len(norm_landmarks), batch)
+        out = [self(to_points(norm_landmarks[i:i + batch]).to(dev)) for i in (tqdm(starts, desc=desc, leave=False) if desc else starts)]
+        return torch.cat(out) if out else torch.zeros(0, self.out_dim, device=dev)
+
     def embed(self, feat: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.to_text(feat), dim=-1)
 

@@ -8,12 +8,11 @@ converted weights are hash-checked like every other asset.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
-from ..assets import AssetError, asset_path, require, sha256_of
+from ..assets import AssetError, require
 
 DEFAULT_LLM = "smollm2"  # the asset name; anything else is a Hugging Face path or name
 
@@ -47,9 +46,10 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
 
 def cpu_has_bf16() -> bool:
     try:
-        return "avx512_bf16" in open("/proc/cpuinfo").read() or "amx_bf16" in open("/proc/cpuinfo").read()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pick_dtype(want: str, dev: torch.device) -> torch.dtype:

@@ -104,9 +104,6 @@ class PrefixCache:
             cache.update(k, v, i)
         return cache
 
-    def repeat_interleave(self, times: int) -> "PrefixCache":
-        return PrefixCache([(k.repeat_interleave(times, 0), v.repeat_interleave(times, 0)) for k, v in self.kv], self.length)
-
 
 class FacePhi(nn.Module):
     def __init__(self, llm, tokenizer, projector: Projector, encoder: nn.Module | None = None):
@@ -186,15 +183,13 @@ class FacePhi(nn.Module):
         return F.cross_entropy(logits[mask], ans[mask])
 
     # -- inference ------------------------------------------------------------------------
-    def _context(self, feats: torch.Tensor, instruction: str, extra: torch.Tensor | None = None):
-        """Run face tokens + suffix (+ `extra` answer tokens) after the cached prefix: (cache, last logits)."""
+    def _context(self, feats: torch.Tensor, instruction: str):
+        """Run face tokens + suffix after the cached prefix: (cache, last logits)."""
         b = len(feats)
         pc = self.prefix_cache(instruction)
         _, post = self.template_ids(instruction)
-        parts = [self.face_embeddings(feats), self.embed_tokens(post).expand(b, -1, -1)]
-        if extra is not None and extra.numel():
-            parts.append(self.embed_tokens(extra[None]).expand(b, -1, -1))
-        out = self.llm(inputs_embeds=torch.cat(parts, 1), past_key_values=pc.expand(b), use_cache=True, logits_to_keep=1)
+        x = torch.cat([self.face_embeddings(feats), self.embed_tokens(post).expand(b, -1, -1)], 1)
+        out = self.llm(inputs_embeds=x, past_key_values=pc.expand(b), use_cache=True, logits_to_keep=1)
         return out.past_key_values, out.logits[:, -1].float()
 
     @torch.no_grad()

@@ -8,7 +8,6 @@ and the benchmark.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 from ..features.normalize import normalize_landmarks
 from ..models.lstm import ModelFileError
 from ..paths import shipped
-from .encoder import load_encoder, to_points
+from .encoder import load_encoder
 from .llm import device_for, load_llm, pick_dtype
 from .model import FacePhi, load_projector
 
@@ -61,9 +60,8 @@ class FacePhiRuntime:
         from .prompts import DEFAULT_INSTRUCTION, INSTRUCTIONS
         return INSTRUCTIONS[DEFAULT_INSTRUCTION]
 
-    @torch.no_grad()
     def features_from_normalized(self, norm_lm: np.ndarray) -> torch.Tensor:
-        return self.encoder(to_points(norm_lm).to(self.device))
+        return self.encoder.encode(norm_lm)
 
     def features(self, faces: list[tuple[np.ndarray, np.ndarray]], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
         """faces = [(landmarks (478, 3) as MediaPipe gives them, transformation matrix (4, 4))]."""
@@ -81,6 +79,3 @@ class FacePhiRuntime:
     def describe_va(self, valence: float, arousal: float, label: str, blendshapes: dict[str, float],
                     max_new_tokens: int = 40) -> str:
         return self.model.describe_va(valence, arousal, label, blendshapes, max_new_tokens)
-
-    def info(self) -> str:
-        return json.dumps({"folder": str(self.folder), "llm": self.name, "classes": self.classes})
