@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -149,6 +150,8 @@ def main(argv=None) -> int:
     else:
         enc, _ = load_encoder(args.encoder)
         enc_key = file_digest(Path(args.encoder) / "weights.safetensors")
+        if Path(args.encoder).resolve() != (out / "encoder").resolve():  # the output folder is a whole model
+            shutil.copytree(args.encoder, out / "encoder", dirs_exist_ok=True)
     train = load_split(full["features"], "train", classes)
     t0 = time.time()
     llm, tok = load_llm(lcfg["model"], device=str(dev))
