@@ -3,7 +3,8 @@
     python -m training.train_lstm --config training/configs/lstm_fer7.yaml            # -> models/lstm_fer7
     python -m training.train_lstm --config training/configs/lstm_fer7.yaml --per-frame  # -> models/frame_fer7
 
-Sequences are synthesised from still images (facephi_ros.data.sequences). Validation uses a
+Sequences are synthesised from still images (facephi_ros.data.sequences); with `views: true` in
+the config their frames come from several real landmarker passes per image (build_dataset --views). Validation uses a
 seeded hold-out of the training split; the test split is only read by training/eval_lstm.py.
 Writes weights.safetensors, model.json (architecture, features, classes, config), metrics.json
 and confusion_val.png to the output folder.
@@ -39,10 +40,13 @@ def feature_kwargs(fc: FeatureConfig) -> dict:
 
 @torch.no_grad()
 def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window: int, seed: int = 123,
-                 batch: int = 512) -> np.ndarray:
+                 batch: int = 512, view_found: torch.Tensor | None = None) -> np.ndarray:
     """Class probabilities after `window` frames of a camera-like stream of each still face
-    (window=1 and a per-frame model: the clean single frame)."""
+    (window=1 and a per-frame model: the clean single frame). With views (lm (N, V, 478, 3),
+    bs (N, V, 52), view_found (N, V)), every frame of the stream is one of the image's views."""
     model.eval()
+    if window == 1 and lm.dim() == 4:
+        raise ValueError("a single clean frame has no views: pass the original view's features")
     fk = feature_kwargs(model.cfg.feature_config)
     gen = torch.Generator().manual_seed(seed)
     out = []
@@ -51,7 +55,8 @@ def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window:
         if window == 1:
             x = assemble(lm[idx][:, None], bs[idx][:, None], **fk)
         else:
-            x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen, **fk)
+            x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen,
+                                  view_found=view_found, **fk)
         out.append(torch.softmax(model(x)[:, -1], -1))
     return torch.cat(out).numpy()
 
@@ -72,13 +77,20 @@ def main(argv=None) -> int:
     torch.manual_seed(tc["seed"])
     rng = np.random.default_rng(tc["seed"])
 
-    data = load_split(cfg["features_dir"], "train", cfg["classes"])
+    views = bool(cfg.get("views", False))  # frames drawn from build_dataset --views renderings
+    data = load_split(cfg["features_dir"], "train", cfg["classes"], views=views)
     idx = np.nonzero(data.found)[0]
     rng.shuffle(idx)
     n_val = int(len(idx) * tc["val_fraction"])
-    val_idx, tr_idx = np.sort(idx[:n_val]), np.sort(idx[n_val:])
-    lm = torch.from_numpy(data.norm_landmarks)
-    bs = torch.from_numpy(data.blendshapes)
+    # validation: images whose original view has a face; training: every other image with a face in any view
+    val_idx = np.sort(idx[:n_val])
+    tr_idx = np.setdiff1d(np.nonzero(data.found_any)[0], val_idx)
+    lm = torch.from_numpy(data.view_landmarks if views else data.norm_landmarks)
+    bs = torch.from_numpy(data.view_blendshapes if views else data.blendshapes)
+    vf = torch.from_numpy(data.view_found) if views else None
+    val_lm, val_bs, val_vf = lm[val_idx], bs[val_idx], vf[val_idx] if views else None
+    if a.per_frame and views:  # the per-frame baseline is validated on the single clean frame
+        val_lm, val_bs, val_vf = val_lm[:, 0], val_bs[:, 0], None
     y = torch.from_numpy(data.labels.astype(np.int64))
     classes = cfg["classes"]
     C = len(classes)
@@ -115,7 +127,7 @@ def main(argv=None) -> int:
         for s in bar:
             anchors = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
             partners = tr_t[torch.randint(len(tr_t), (len(anchors),), generator=gen)]
-            x, yy = make_sequences(lm, bs, y, anchors, partners, T, aug, gen, **fk)
+            x, yy = make_sequences(lm, bs, y, anchors, partners, T, aug, gen, view_found=vf, **fk)
             logits = model(x)
             loss = loss_fn(logits.reshape(-1, C), yy.reshape(-1))
             opt.zero_grad()
@@ -126,7 +138,7 @@ def main(argv=None) -> int:
             total += loss.item() * len(anchors)
             n += len(anchors)
             bar.set_postfix(loss=f"{total / n:.3f}")
-        probs = stream_probs(model, lm[val_idx], bs[val_idx], mcfg.window)
+        probs = stream_probs(model, val_lm, val_bs, mcfg.window, view_found=val_vf)
         rep = classification_report(data.labels[val_idx], probs.argmax(1), classes)
         score = rep["accuracy"] + rep["macro_f1"]
         history.append({"epoch": epoch + 1, "loss": round(total / n, 4), "val_acc": round(rep["accuracy"], 4),

@@ -21,10 +21,20 @@ class FeatureSplit:
     matrix: np.ndarray  # (N, 4, 4)
     paths: np.ndarray
     provenance: dict
+    # with views=True: view 0 is the original, then <split>_views.npz's views (mirrored ones mirrored back)
+    view_found: np.ndarray | None = None  # (N, V) bool
+    view_landmarks: np.ndarray | None = None  # (N, V, 478, 3) normalised (zeros where not found)
+    view_blendshapes: np.ndarray | None = None  # (N, V, 52)
+
+    @property
+    def found_any(self) -> np.ndarray:
+        """(N,) a face was found in the original or in any view."""
+        return self.found if self.view_found is None else self.view_found.any(1)
 
 
-def load_split(features_dir: str | Path, split: str, classes: list[str] | None = None) -> FeatureSplit:
-    """Load `split`.npz; keep only images whose class is in `classes` (all when None), relabelled."""
+def load_split(features_dir: str | Path, split: str, classes: list[str] | None = None, views: bool = False) -> FeatureSplit:
+    """Load `split`.npz; keep only images whose class is in `classes` (all when None), relabelled.
+    views: also load `split`_views.npz (from build_dataset --views) into the view_* fields."""
     path = Path(features_dir) / f"{split}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m training.build_dataset --out {features_dir}`")
@@ -41,5 +51,19 @@ def load_split(features_dir: str | Path, split: str, classes: list[str] | None =
     lm, mat = d["landmarks"][keep], d["matrix"][keep]
     norm = np.zeros_like(lm)
     norm[found] = normalize_landmarks(lm[found], mat[found])
-    return FeatureSplit(classes, labels[keep], found, lm, norm, d["blendshapes"][keep], mat, d["paths"][keep],
-                        json.loads(str(d["provenance"])))
+    out = FeatureSplit(classes, labels[keep], found, lm, norm, d["blendshapes"][keep], mat, d["paths"][keep],
+                       json.loads(str(d["provenance"])))
+    if views:
+        vpath = Path(features_dir) / f"{split}_views.npz"
+        if not vpath.is_file():
+            raise FileNotFoundError(f"{vpath} not found: run `python -m training.build_dataset --views-only --out {features_dir}`")
+        v = np.load(vpath)
+        if not np.array_equal(v["paths"], d["paths"]):
+            raise ValueError(f"{vpath} does not list the same images as {path}: rebuild both with build_dataset --views")
+        vf, vlm, vmat = v["found"][keep], v["landmarks"][keep], v["matrix"][keep]
+        vnorm = np.zeros_like(vlm)
+        vnorm[vf] = normalize_landmarks(vlm[vf], vmat[vf])
+        out.view_found = np.concatenate([found[:, None], vf], 1)
+        out.view_landmarks = np.concatenate([norm[:, None], vnorm], 1)
+        out.view_blendshapes = np.concatenate([out.blendshapes[:, None], v["blendshapes"][keep]], 1)
+    return out

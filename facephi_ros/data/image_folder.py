@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..features.normalize import mirror_face
 from ..landmarks.landmarker import (
     NUM_BLENDSHAPES,
     NUM_LANDMARKS,
@@ -48,13 +50,49 @@ def index_split(root: str | Path, split: str) -> FolderIndex:
     return FolderIndex(classes, paths, np.array(labels, np.int16))
 
 
-def load_for_landmarker(path: str, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD) -> np.ndarray:
+@dataclass(frozen=True)
+class View:
+    """One rendering of a still image for the landmarker: mirrored or not, the upscaled size and
+    padding of a small image, and an in-plane rotation (degrees, counter-clockwise, black corners).
+
+    A camera that watches a still face gives many slightly different frames, and MediaPipe's
+    landmarks differ a little from frame to frame. Views stand in for those frames: each is a real
+    landmarker pass, so its differences are the landmarker's own, not simulated noise."""
+    name: str
+    flip: bool = False
+    upscale: int = SMALL_IMAGE_UPSCALE
+    pad_fraction: float = SMALL_IMAGE_PAD
+    rotate_deg: float = 0.0
+
+
+ORIGINAL_VIEW = View("original")
+# The extra views of build_dataset --views (fixed, so feature files are reproducible).
+EXTRA_VIEWS = (
+    View("mirror", flip=True),
+    View("zoom-in", upscale=160, pad_fraction=0.2),
+    View("roll+6", rotate_deg=6.0),
+    View("mirror-zoom-out", flip=True, upscale=128, pad_fraction=0.3),
+    View("mirror-roll-6", flip=True, upscale=152, rotate_deg=-6.0),
+)
+
+
+def load_for_landmarker(path: str, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD,
+                        view: View | None = None) -> np.ndarray:
+    """RGB image ready for the landmarker; `view` (if given) sets flip, size, padding and rotation."""
     img = cv2.imread(path, cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError(f"cannot read image {path}")
     img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if view is not None:
+        upscale, pad_fraction = view.upscale, view.pad_fraction
+        if view.flip:
+            img = np.ascontiguousarray(img[:, ::-1])
     if min(img.shape[:2]) < SMALL_IMAGE:
         img = prepare_small_image(img, upscale, pad_fraction)
+    if view is not None and view.rotate_deg:
+        h, w = img.shape[:2]
+        rot = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), view.rotate_deg, 1.0)
+        img = cv2.warpAffine(img, rot, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
     return img
 
 
@@ -78,31 +116,52 @@ def _init_worker(model_path, upscale, pad, slots):
     _worker_cfg = (upscale, pad)
 
 
-def extract_one(lm: Landmarker, path: str, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD):
-    """(found, landmarks (478, 3), blendshapes (52,), matrix (4, 4)); zeros when no face."""
-    faces = lm.detect(load_for_landmarker(path, upscale, pad_fraction))
+def extract_one(lm: Landmarker, path: str, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD,
+                view: View | None = None):
+    """(found, landmarks (478, 3), blendshapes (52,), matrix (4, 4)); zeros when no face.
+    A mirrored view's face is mirrored back, so every view describes the face as the original shows it."""
+    return _pick_face(lm.detect(load_for_landmarker(path, upscale, pad_fraction, view)), view)
+
+
+def _pick_face(faces, view: View | None):
     if not faces:
         return False, np.zeros((NUM_LANDMARKS, 3), np.float32), np.zeros(NUM_BLENDSHAPES, np.float32), np.eye(4, dtype=np.float32)
     # the largest face, should there be several
     f = max(faces, key=lambda f: f.bbox[2] * f.bbox[3])
-    return True, f.landmarks, f.blendshapes, f.matrix.astype(np.float32)
+    lms, bs, mat = f.landmarks, f.blendshapes, f.matrix
+    if view is not None and view.flip:
+        lms, bs, mat = mirror_face(lms, bs, mat)
+    return True, lms.astype(np.float32), bs.astype(np.float32), mat.astype(np.float32)
 
 
-def _work(path):
-    return extract_one(_worker_lm, path, *_worker_cfg)
+def _work(item):
+    path, view = item
+    t0 = time.perf_counter()
+    img = load_for_landmarker(path, *_worker_cfg, view)
+    t1 = time.perf_counter()
+    faces = _worker_lm.detect(img)
+    t2 = time.perf_counter()
+    return (*_pick_face(faces, view), t1 - t0, t2 - t1)
 
 
 def extract_many(paths: list[str], workers: int = 2, model_path=None, upscale: int = SMALL_IMAGE_UPSCALE, pad_fraction: float = SMALL_IMAGE_PAD,
-                 progress=None) -> dict[str, np.ndarray]:
-    """Features of every image, in order. `progress`: a callable(n_done) (e.g. tqdm.update)."""
+                 progress=None, view: View | None = None, stats: dict | None = None) -> dict[str, np.ndarray]:
+    """Features of every image, in order. `progress`: a callable(n_done) (e.g. tqdm.update).
+    `view`: render every image this way (default: as it is, small images upscaled and padded).
+    `stats`: a dict that receives the workers' summed seconds reading images and in the landmarker."""
     n = len(paths)
     out = {"found": np.zeros(n, bool), "landmarks": np.zeros((n, NUM_LANDMARKS, 3), np.float32),
            "blendshapes": np.zeros((n, NUM_BLENDSHAPES), np.float32), "matrix": np.zeros((n, 4, 4), np.float32)}
     ctx = mp.get_context("spawn")  # MediaPipe graphs do not survive fork
     slots = ctx.Value("i", 0)
     with ctx.Pool(workers, initializer=_init_worker, initargs=(model_path, upscale, pad_fraction, slots)) as pool:
-        for i, (found, lm, bs, mat) in enumerate(pool.imap(_work, paths, chunksize=32)):
+        read_s = detect_s = 0.0
+        for i, (found, lm, bs, mat, t_read, t_detect) in enumerate(pool.imap(_work, [(p, view) for p in paths], chunksize=32)):
             out["found"][i], out["landmarks"][i], out["blendshapes"][i], out["matrix"][i] = found, lm, bs, mat
+            read_s, detect_s = read_s + t_read, detect_s + t_detect
             if progress:
                 progress(1)
+    if stats is not None:
+        stats["read_seconds"] = stats.get("read_seconds", 0.0) + read_s
+        stats["landmarker_seconds"] = stats.get("landmarker_seconds", 0.0) + detect_s
     return out

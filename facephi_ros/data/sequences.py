@@ -13,6 +13,10 @@ module makes such sequences from per-image features:
   transformation matrix never removes pose exactly), a scale change, Gaussian landmark noise
   (re-normalised to unit RMS, as the node does) and blendshape noise;
 * with probability `p_hold` a frame repeats the previous one (a dropped frame).
+
+With several views per image (lm of shape (N, V, 478, 3), from build_dataset --views), each frame
+shows a random view in which a face was found: real landmarker differences between frames, on top
+of the simulated ones.
 """
 from __future__ import annotations
 
@@ -65,14 +69,21 @@ def renormalize(lm: torch.Tensor) -> torch.Tensor:
 def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
                    partners: torch.Tensor, T: int, aug: SequenceAugment, gen: torch.Generator | None = None,
                    landmark_index: torch.Tensor | None = None, landmark_dims: int = 3, use_landmarks: bool = True,
-                   use_blendshapes: bool = True):
+                   use_blendshapes: bool = True, view_found: torch.Tensor | None = None):
     """Features (B, T, D) and per-frame labels (B, T) for anchor images `anchors` that may switch
-    to `partners`. lm: (N, 478, 3) normalised landmarks, bs: (N, 52), labels: (N,)."""
+    to `partners`. lm: (N, 478, 3) normalised landmarks, bs: (N, 52), labels: (N,); or with views
+    lm (N, V, 478, 3), bs (N, V, 52) and view_found (N, V) (all views usable when None)."""
     B = anchors.numel()
-    la, lb = lm[anchors], lm[partners]
-    ba, bb = bs[anchors], bs[partners]
+    if lm.dim() == 4:
+        va, vb = _pick_views(view_found, lm.shape[1], anchors, T, gen), _pick_views(view_found, lm.shape[1], partners, T, gen)
+        la, lb = lm[anchors[:, None], va], lm[partners[:, None], vb]  # (B, T, 478, 3)
+        ba, bb = bs[anchors[:, None], va], bs[partners[:, None], vb]
+    else:
+        la, lb = lm[anchors][:, None].expand(B, T, *lm.shape[1:]), lm[partners][:, None].expand(B, T, *lm.shape[1:])
+        ba, bb = bs[anchors][:, None].expand(B, T, bs.shape[-1]), bs[partners][:, None].expand(B, T, bs.shape[-1])
     mirror = torch.rand(B, generator=gen) < aug.p_mirror
     if mirror.any():
+        la, lb, ba, bb = la.clone(), lb.clone(), ba.clone(), bb.clone()
         la[mirror], ba[mirror] = mirror_normalized(la[mirror], ba[mirror])
         lb[mirror], bb[mirror] = mirror_normalized(lb[mirror], bb[mirror])
     t = torch.arange(T, dtype=torch.float32)
@@ -82,8 +93,8 @@ def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anc
     alpha = ((t[None] - start[:, None] + 1) / (morph[:, None] + 1)).clamp(0, 1)
     alpha = torch.where(trans[:, None], alpha, torch.zeros_like(alpha))  # (B, T)
     y = torch.where(alpha > 0.5, labels[partners][:, None], labels[anchors][:, None])
-    frames_lm = (1 - alpha)[..., None, None] * la[:, None] + alpha[..., None, None] * lb[:, None]  # (B, T, 478, 3)
-    frames_bs = (1 - alpha)[..., None] * ba[:, None] + alpha[..., None] * bb[:, None]
+    frames_lm = (1 - alpha)[..., None, None] * la + alpha[..., None, None] * lb  # (B, T, 478, 3)
+    frames_bs = (1 - alpha)[..., None] * ba + alpha[..., None] * bb
     # residual pose: per-sequence offset + per-frame jitter
     r_off = random_rotation(B, aug.rot_offset_deg, gen)
     r_jit = random_rotation(B * T, aug.rot_jitter_deg, gen).view(B, T, 3, 3)
@@ -105,6 +116,14 @@ def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anc
         frames_bs = torch.gather(frames_bs, 1, idx[..., None].expand_as(frames_bs))
         y = torch.gather(y, 1, idx)
     return assemble(frames_lm, frames_bs, landmark_index, landmark_dims, use_landmarks, use_blendshapes), y
+
+
+def _pick_views(view_found: torch.Tensor | None, V: int, images: torch.Tensor, T: int, gen) -> torch.Tensor:
+    """(B, T) a random view per frame among those in which the image's face was found."""
+    score = torch.rand(images.numel(), T, V, generator=gen)
+    if view_found is not None:
+        score = score.masked_fill(~view_found[images][:, None, :], -1.0)
+    return score.argmax(-1)
 
 
 def assemble(lm: torch.Tensor, bs: torch.Tensor, landmark_index=None, landmark_dims: int = 3,

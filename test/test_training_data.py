@@ -1,0 +1,122 @@
+"""The dataset builder (real MediaPipe on real FER2013 images, original and extra views) and the
+camera-like training sequences drawn from those views."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import need
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.image_folder import EXTRA_VIEWS, View, load_for_landmarker
+from facephi_ros.data.sequences import SequenceAugment, make_sequences
+
+FER_CLASSES = ("happy", "surprise")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """root/test/<class>/*.jpg with 4 real FER2013 test images per class (copied to a temp dir)."""
+    from conftest import DATA
+
+    src = need(DATA / "fer2013" / "test")
+    root = tmp_path_factory.mktemp("fer_tiny")
+    for c in FER_CLASSES:
+        (root / "test" / c).mkdir(parents=True)
+        for f in sorted((src / c).glob("*.jpg"))[:4]:
+            shutil.copy(f, root / "test" / c / f.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(tiny_folder, tmp_path_factory):
+    from training.build_dataset import main
+
+    out = tmp_path_factory.mktemp("features")
+    assert main(["--root", str(tiny_folder), "--splits", "test", "--out", str(out), "--views", "--workers", "2"]) == 0
+    return out
+
+
+def test_views_render_the_image(tiny_folder):
+    path = str(sorted((tiny_folder / "test" / "happy").glob("*.jpg"))[0])
+    plain = load_for_landmarker(path)
+    assert plain.shape == (216, 216, 3)  # 48 -> 144 + a quarter of black on every side
+    mirrored = load_for_landmarker(path, view=View("m", flip=True)).astype(int)
+    assert np.abs(mirrored - plain[:, ::-1]).mean() < 0.5  # flipped before the bicubic upscale
+    assert np.abs(mirrored - plain).mean() > 5
+    zoom = load_for_landmarker(path, view=View("z", upscale=160, pad_fraction=0.2))
+    assert zoom.shape == (224, 224, 3)
+    rolled = load_for_landmarker(path, view=View("r", rotate_deg=6.0))
+    assert rolled.shape == plain.shape and not np.array_equal(rolled, plain)
+    assert rolled[0, 0].sum() == 0  # black corners, like the padding
+
+
+def test_builder_writes_original_and_views(built):
+    d = np.load(built / "test.npz")
+    prov = json.loads(str(d["provenance"]))
+    assert prov["images"] == 8 and prov["counts"] == {"happy": 4, "surprise": 4}
+    assert d["landmarks"].shape == (8, 478, 3) and d["blendshapes"].shape == (8, 52)
+    # the landmarker alone, timed in the same run, bounds the builder's speed
+    assert 3 < prov["landmarker_ms_per_image"] < 200
+    assert 0 < prov["fraction_of_landmarker_bound"] < 1
+    v = np.load(built / "test_views.npz")
+    assert v["landmarks"].shape == (8, len(EXTRA_VIEWS), 478, 3) and v["found"].shape == (8, len(EXTRA_VIEWS))
+    vprov = json.loads(str(v["provenance"]))
+    assert [x["name"] for x in vprov["views"]] == [x.name for x in EXTRA_VIEWS]
+    assert v["found"].mean() > 0.7 and d["found"].mean() > 0.7
+
+
+def test_mirrored_views_describe_the_original_face(built):
+    """A mirrored rendering is mirrored back: its normalised face matches the original's far
+    better than the same landmarks left mirrored; it is still a separate landmarker pass."""
+    s = load_split(built, "test", views=True)
+    assert s.view_landmarks.shape == (8, 1 + len(EXTRA_VIEWS), 478, 3)
+    k = 1 + [x.name for x in EXTRA_VIEWS].index("mirror")
+    both = s.view_found[:, 0] & s.view_found[:, k]
+    assert both.sum() >= 4
+    orig, back = s.view_landmarks[both, 0], s.view_landmarks[both, k]
+    left_mirrored = back.copy()
+    left_mirrored[..., 0] *= -1
+    close = np.abs(orig - back).mean()
+    assert close < 0.5 * np.abs(orig - left_mirrored).mean()
+    assert 0 < close < 0.05
+    assert np.array_equal(s.found_any, s.view_found.any(1))
+
+
+def test_views_must_list_the_same_images(built, tmp_path):
+    shutil.copy(built / "test.npz", tmp_path / "test.npz")
+    v = dict(np.load(built / "test_views.npz"))
+    v["paths"] = v["paths"][::-1]
+    np.savez(tmp_path / "test_views.npz", **v)
+    with pytest.raises(ValueError, match="same images"):
+        load_split(tmp_path, "test", views=True)
+
+
+def test_sequence_frames_come_from_found_views_only():
+    """Without simulated noise every frame is exactly one of the image's found views, and views
+    without a face (filled with a sentinel here) never appear."""
+    N, V, T = 6, 4, 12
+    gen = torch.Generator().manual_seed(0)
+    lm = torch.randn(N, V, 478, 3)
+    lm = lm - lm.mean(-2, keepdim=True)
+    lm = lm / lm.pow(2).sum(-1).mean(-1).sqrt()[..., None, None]
+    bs = torch.rand(N, V, 52)
+    found = torch.ones(N, V, dtype=torch.bool)
+    found[:, 2] = False
+    bs[:, 2] = 7.0  # would show up in the blendshape features if used
+    quiet = SequenceAugment(p_transition=0.0, rot_offset_deg=0.0, rot_jitter_deg=0.0, scale_jitter=0.0,
+                            landmark_noise=(0.0, 0.0), blendshape_noise=0.0, p_hold=0.0, p_mirror=0.0)
+    idx = torch.arange(N)
+    x, y = make_sequences(lm, bs, torch.zeros(N, dtype=torch.long), idx, idx, T, quiet, gen, view_found=found)
+    assert x.shape == (N, T, 52 + 478 * 3)
+    frames_bs = x[..., :52]
+    seen = set()
+    for i in range(N):
+        for t in range(T):
+            match = [v for v in range(V) if torch.allclose(frames_bs[i, t], bs[i, v])]
+            assert match and 2 not in match
+            seen.add(match[0])
+    assert seen == {0, 1, 3}  # every found view is used
