@@ -71,18 +71,22 @@ def build_views(root: Path, split: str, out_dir: Path, workers: int, limit: int 
             per_view.append(extract_many(paths, workers=workers, progress=bar.update, view=view, stats=stats))
     dt = time.perf_counter() - t0
     feats = {k: np.stack([v[k] for v in per_view], 1) for k in per_view[0]}
-    prov = {
-        "source": str(root.resolve() / split), "split": split, "classes": idx.classes, "images": len(paths),
-        "views": [v.__dict__ for v in EXTRA_VIEWS],
-        "detection_rate_per_view": [round(float(f), 4) for f in feats["found"].mean(0)],
-        "seconds": round(dt, 1), "images_per_second": round(len(paths) * len(EXTRA_VIEWS) / dt, 1),
-        **ceiling(stats, len(paths) * len(EXTRA_VIEWS), workers, dt), "workers": workers,
-        "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
+    prov = {"views": [v.__dict__ for v in EXTRA_VIEWS],
+            "detection_rate_per_view": [round(float(f), 4) for f in feats["found"].mean(0)]}
+    return _save(out_dir / f"{split}_views.npz", root, split, idx.classes, paths, labels, feats, prov, stats, workers, dt)
+
+
+def _save(path: Path, root: Path, split: str, classes: list[str], paths: list[str], labels: np.ndarray, feats: dict,
+          prov: dict, stats: dict, workers: int, seconds: float) -> dict:
+    """Write the features with their provenance (source, counts, speed, code version); return the provenance."""
+    n = int(feats["found"].size)  # images x views
+    prov = {"source": str(root.resolve() / split), "split": split, "classes": classes, "images": len(paths), **prov,
+            "seconds": round(seconds, 1), "images_per_second": round(n / seconds, 1),
+            **ceiling(stats, n, workers, seconds), "workers": workers,
+            "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    path.parent.mkdir(parents=True, exist_ok=True)
     rel = [str(Path(p).relative_to(root)) for p in paths]
-    np.savez(out_dir / f"{split}_views.npz", labels=labels, paths=np.array(rel), classes=np.array(idx.classes),
-             provenance=json.dumps(prov), **feats)
+    np.savez(path, labels=labels, paths=np.array(rel), classes=np.array(classes), provenance=json.dumps(prov), **feats)
     return prov
 
 
@@ -95,19 +99,9 @@ def build_split(root: Path, split: str, out_dir: Path, workers: int, upscale: in
     dt = time.perf_counter() - t0
     counts = {c: int((labels == k).sum()) for k, c in enumerate(idx.classes)}
     found = {c: int(feats["found"][labels == k].sum()) for k, c in enumerate(idx.classes)}
-    prov = {
-        "source": str(root.resolve() / split), "split": split, "classes": idx.classes, "counts": counts,
-        "images": len(paths), "faces_found": int(feats["found"].sum()), "found_per_class": found,
-        "detection_rate": round(float(feats["found"].mean()), 4), "seconds": round(dt, 1),
-        "images_per_second": round(len(paths) / dt, 1), **ceiling(stats, len(paths), workers, dt),
-        "workers": workers, "upscale": upscale, "pad_fraction": pad,
-        "code_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    rel = [str(Path(p).relative_to(root)) for p in paths]
-    np.savez(out_dir / f"{split}.npz", labels=labels, paths=np.array(rel), classes=np.array(idx.classes),
-             provenance=json.dumps(prov), **feats)
-    return prov
+    prov = {"counts": counts, "faces_found": int(feats["found"].sum()), "found_per_class": found,
+            "detection_rate": round(float(feats["found"].mean()), 4), "upscale": upscale, "pad_fraction": pad}
+    return _save(out_dir / f"{split}.npz", root, split, idx.classes, paths, labels, feats, prov, stats, workers, dt)
 
 
 def main(argv=None) -> int:
