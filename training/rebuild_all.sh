@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild every shipped weight file from the labelled images (about 2.5 h on 2 CPU cores):
+# Rebuild every shipped weight file from the labelled images (about 3.5 h on 2 CPU cores):
 # features -> face geometry -> LSTM and per-frame models for 7 and 3 classes -> evaluations
 # -> FacePhi: encoder alignment (35 min), two-stage LLM training and its no-alignment ablation
 # (run side by side, one thread each, about 40 min) -> FacePhi evaluation.
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=.venv/bin/python
 ROOT=${1:-../shared/data/fer2013}
-$PY -m training.build_dataset --root "$ROOT" --out runs/features/fer2013
+$PY -m training.build_dataset --root "$ROOT" --out runs/features/fer2013 --views   # views: 6 passes per image, ~25 min
 $PY -m training.derive_face_geometry --features runs/features/fer2013/train.npz
 for tag in fer7 fer3; do
   $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml
