@@ -69,6 +69,14 @@ def _children_cpu(pid: int) -> dict:
     return out
 
 
+def _runs_facephi(launch_args: list[str]) -> bool:
+    from ..launch_spec import _true, defaults
+
+    args = defaults()
+    args.update(a.split(":=", 1) for a in launch_args if ":=" in a)
+    return _true(args["run_facephi"])
+
+
 def evaluate_bag(bag: str | Path, out: str | Path, rate: float = 1.0, launch_args: list[str] | None = None,
                  json_path: str | Path | None = None, settle: float = 3.0, ready_timeout: float = 90.0) -> dict:
     import rclpy
@@ -95,6 +103,8 @@ def evaluate_bag(bag: str | Path, out: str | Path, rate: float = 1.0, launch_arg
 
         shutil.rmtree(rec_path)
     cmd = [sys.executable, "-m", "facephi_ros.launcher", "run_camera:=false", "run_monitor:=false", *(launch_args or [])]
+    # the replay starts once every node is up; FacePhi creates its topic after loading its LLM
+    wanted = ["/emotion", "/facephi/faces"] + (["/emotion/description"] if _runs_facephi(launch_args or []) else [])
     log = open(out / "pipeline.log", "w")
     pipeline = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     own_init = not rclpy.ok()
@@ -112,7 +122,7 @@ def evaluate_bag(bag: str | Path, out: str | Path, rate: float = 1.0, launch_arg
             if pipeline.poll() is not None:
                 raise BagError(f"the pipeline exited with status {pipeline.returncode} (see {out / 'pipeline.log'})")
             graph = dict(node.get_topic_names_and_types())
-            if player.pubs[IMAGE_TOPIC].get_subscription_count() > 0 and "/emotion" in graph and "/facephi/faces" in graph:
+            if player.pubs[IMAGE_TOPIC].get_subscription_count() > 0 and all(t in graph for t in wanted):
                 break
             time.sleep(0.2)
         else:
