@@ -21,7 +21,7 @@ import torch
 
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.image_folder import EXTRA_VIEWS
-from facephi_ros.data.sequences import assemble, make_sequences
+from facephi_ros.data.sequences import make_sequences
 from facephi_ros.evaluation.metrics import (
     classification_report,
     command_line,
@@ -46,10 +46,8 @@ def per_frame_stream_mean(model, lm, bs, window, seed=123, batch=512):
 
 def per_frame_views_mean(model, lm, bs, view_found) -> np.ndarray:
     """Mean of the per-frame model's outputs over the views in which a face was found."""
-    fk = feature_kwargs(model.cfg.feature_config)
-    with torch.no_grad():
-        x = assemble(lm, bs, **fk)  # (N, V, D): each view one frame of its own
-        p = torch.softmax(model(x.reshape(-1, 1, x.shape[-1]))[:, -1], -1).reshape(*x.shape[:2], -1)
+    n, v = view_found.shape
+    p = torch.from_numpy(stream_probs(model, lm.flatten(0, 1), bs.flatten(0, 1), 1)).view(n, v, -1)
     w = view_found[..., None].float()
     return ((p * w).sum(1) / w.sum(1).clamp_min(1)).numpy()
 

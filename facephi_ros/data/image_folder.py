@@ -65,7 +65,6 @@ class View:
     rotate_deg: float = 0.0
 
 
-ORIGINAL_VIEW = View("original")
 # The extra views of build_dataset --views (fixed, so feature files are reproducible).
 EXTRA_VIEWS = (
     View("mirror", flip=True),

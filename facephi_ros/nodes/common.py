@@ -121,7 +121,11 @@ class LogThrottle:
 
 
 def report_bad_input(node: Node, diag: "Diagnostics", throttle: LogThrottle, kind: str, text: str) -> None:
-    """Count a bad input on /diagnostics and log it as one line (throttled per message)."""
+    """Count a bad input on /diagnostics and log it as one line (throttled per message).
+    Once the node's context has shut down (Ctrl-C) a failure is no bad input: work in flight
+    merely has nowhere to publish, so nothing is counted or logged."""
+    if not node.context.ok():
+        return
     diag.count(kind)
     if throttle(text):
         node.get_logger().error(text)

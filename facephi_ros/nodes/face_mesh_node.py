@@ -90,8 +90,6 @@ class FaceMeshNode(Node):
             try:
                 self._process(msg)
             except Exception as e:  # never let one frame kill the worker
-                if not self._running or not self.context.ok():
-                    return  # shut down (Ctrl-C) while this frame was in flight: nowhere to publish, no error
                 self._bad("errors", f"frame failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
     def _process(self, msg: Image) -> None:

@@ -155,8 +155,6 @@ class FacePhiNode(Node):
             try:
                 self._answer(face_id, item)
             except (ValueError, RuntimeError) as e:
-                if self.stop.is_set() or not self.context.ok():
-                    return  # shutting down: the answer has nowhere to go, and that is no error
                 report_bad_input(self, self.diag, self.throttle, "failed_answers", f"face {face_id}: no answer ({str(e).splitlines()[0][:160]})")
 
     def _answer(self, face_id: int, item: Pending) -> None:
