@@ -1,6 +1,10 @@
 """Benchmark: FacePhi speed per face on this CPU with the default model (issue 4: a likelihood
 label in at most 150 ms, a label plus a one-sentence description in at most 1.5 s).
 
+The node pools a face's last frames (pool_frames = 6 by default) before the LLM reads them, so
+the label is also timed that way (label_pooled_ms_*: 6 frames encoded, averaged, one LLM pass);
+the 150 ms check uses it.
+
 Baseline in the same run: the same label computed without the cached prompt prefix (the prefix
 recomputed for every face), so the KV cache's gain is a ratio, not an absolute claim.
 
@@ -21,6 +25,7 @@ from facephi_ros.facephi.runtime import FacePhiRuntime
 from facephi_ros.landmarks.landmarker import Landmarker
 
 REPO = Path(__file__).resolve().parent.parent
+POOL_FRAMES = 6  # the facephi node's default pool_frames
 IMAGES = ["single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
 
 
@@ -55,6 +60,11 @@ def measure(rt: FacePhiRuntime, faces, repeats: int = 30) -> dict:
     rt.label(*face(0))  # warm-up
     label = timed(lambda k: rt.label(*face(k)), repeats)
 
+    def pooled(k):
+        f, w, h = face(k)
+        rt.model.class_probs(rt.pooled_features(f * POOL_FRAMES, w, h))
+    label_pooled = timed(pooled, repeats)
+
     def no_cache(k):
         rt.model.clear_prefix_cache()
         rt.label(*face(k))
@@ -70,10 +80,11 @@ def measure(rt: FacePhiRuntime, faces, repeats: int = 30) -> dict:
     va = timed(lambda k: rt.describe_va(0.6, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, faces[k % len(faces)][1].tolist()))), 3)
     p50 = lambda a: round(float(np.median(a)), 1)  # noqa: E731
     return {"label_ms_p50": p50(label), "label_ms_p95": round(float(np.percentile(label, 95)), 1),
-            "label_no_prefix_cache_ms_p50": p50(baseline), "prefix_cache_speedup": round(p50(baseline) / p50(label), 2),
+            "label_pooled_ms_p50": p50(label_pooled), "label_pooled_ms_p95": round(float(np.percentile(label_pooled, 95)), 1),
+            "pool_frames": POOL_FRAMES, "label_no_prefix_cache_ms_p50": p50(baseline), "prefix_cache_speedup": round(p50(baseline) / p50(label), 2),
             "describe_ms_p50": p50(describe_ms), "describe_ms_p95": round(float(np.percentile(describe_ms, 95)), 1),
             "va_description_ms_p50": p50(va), "faces": len(faces),
-            "meets_label_150ms": bool(p50(label) <= 150), "meets_describe_1500ms": bool(p50(describe_ms) <= 1500)}
+            "meets_label_150ms": bool(max(p50(label), p50(label_pooled)) <= 150), "meets_describe_1500ms": bool(p50(describe_ms) <= 1500)}
 
 
 def main(argv=None) -> int:

@@ -159,6 +159,17 @@ def test_default_model_labels_and_answers_real_faces(runtime, posed_faces):
             assert said == CLASSES.index(truth), answer  # a posed smile it gets right
 
 
+def test_pooled_features_are_the_mean_of_the_frames(runtime, posed):
+    (fa, w, h), (fb, _, _) = posed["happy"], posed["surprise"]
+    a, b = (fa.landmarks, fa.matrix), (fb.landmarks, fb.matrix)
+    single = runtime.features([a, b], w, h)
+    assert torch.allclose(runtime.pooled_features([a], w, h), single[:1], atol=1e-6)
+    assert torch.allclose(runtime.pooled_features([a, b], w, h)[0], single.mean(0), atol=1e-6)
+    assert not torch.allclose(single[0], single[1], atol=1e-3)
+    with pytest.raises(ValueError, match="no frames"):
+        runtime.pooled_features([], w, h)
+
+
 def test_default_model_reuses_the_prompt_prefix(runtime, posed_faces):
     faces, w, h, _ = posed_faces["happy"]
     cached = runtime.model.prefix_cache(runtime.default_instruction)

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 from rosnodes import NodeProcess, stamp_ns
 from std_msgs.msg import Header
@@ -39,6 +40,7 @@ def test_answers_asynchronously_with_rate_limit(ros, probe, happy):
     with NodeProcess("facephi_node", "facephi", {"rate_hz": 2.0, "threads": 2, "mode": "answer"}) as node:
         assert node.wait_log("ready", 90), node.log
         probe.subscribe(EmotionEstimate, DESCRIPTION_TOPIC)
+        probe.subscribe(DiagnosticArray, "/diagnostics")
         pub = probe.publisher(FaceLandmarksArray, FACES_TOPIC)
         assert probe.wait_subscribers(pub)
         time.sleep(1.0)
@@ -59,6 +61,10 @@ def test_answers_asynchronously_with_rate_limit(ros, probe, happy):
         assert m.label == "happy", list(zip(m.class_names, m.probabilities))  # a posed smile
         assert m.description and prompts.keyword_class(m.description, list(m.class_names)) is not None, m.description
         assert math.isfinite(m.valence) and m.valence > 0
+        # answers pool the face's last frames: at 30 Hz all of pool_frames (6) fit in pool_seconds (0.5 s)
+        mine = [s for d in probe.messages("/diagnostics") for s in d.status if s.name.endswith("facephi")]
+        pooled = [int(kv.value) for st in mine for kv in st.values if kv.key == "pooled_frames"]
+        assert pooled and max(pooled) == 6, pooled
 
 
 def test_only_on_change_and_bad_input(ros, probe, happy):

@@ -120,3 +120,27 @@ def test_sequence_frames_come_from_found_views_only():
             assert match and 2 not in match
             seen.add(match[0])
     assert seen == {0, 1, 3}  # every found view is used
+
+
+def test_facephi_training_inputs_pool_found_renderings_only():
+    """Stage 1-2 inputs: per face one side (original or mirrored) and the mean of a non-empty
+    subset of the renderings in which the face was found, never a missing one."""
+    from training.train_facephi import sample_features
+    n, v = 5, 6
+    feats = torch.eye(v).expand(n, v, v).clone()  # rendering k's feature = one-hot k
+    mirror = -feats
+    found = torch.rand(n, v, generator=torch.Generator().manual_seed(1)) < 0.6
+    found[:, 2] = True
+    found[0] = False
+    found[0, 4] = True  # face 0: one rendering only
+    idx = torch.arange(n).repeat(200)
+    x = sample_features(feats, mirror, found, idx, torch.Generator().manual_seed(0))
+    assert x.shape == (len(idx), v)
+    side = x.sum(1)
+    assert torch.allclose(side.abs(), torch.ones(len(idx)))  # a mean, from one side only
+    assert 0.35 < (side > 0).float().mean() < 0.65  # both sides drawn
+    used = x.abs() > 1e-6
+    assert not (used & ~found[idx]).any()  # never a rendering without a face
+    assert torch.allclose(x[idx == 0].abs(), torch.eye(v)[4])
+    sizes = used[idx == 1].sum(1)
+    assert sizes.min() == 1 and sizes.max() == int(found[1].sum())  # from one rendering up to all found ones

@@ -9,9 +9,15 @@ positive: the target of each row (face -> sentences) and column (sentence -> fac
 similarity matrix is uniform over its same-class entries, not the diagonal alone. The
 temperature is learned (CLIP's initial 0.07, clamped at 100x).
 
+With `views: true` in the config (top level), each training face is drawn, step by step, from a random one
+of its renderings (training/build_dataset.py --views: mirror, zoom, roll...), in which the
+landmarker placed the face slightly differently: real landmark noise instead of synthetic only.
+
 Reports, on the FER2013 test split: zero-shot accuracy (nearest class sentence, averaged over the
 family) and linear-probe accuracy (logistic regression on the frozen 256-d features of the
-training split). An image without a face counts as wrong.
+training split). An image without a face counts as wrong. With views, the same two are also
+reported on the feature averaged over the renderings in which a face was found (*_views keys),
+which is what FacePhi's pooled features see (facephi_ros/facephi/runtime.py).
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mirror_normalized, random_rotation
+from facephi_ros.data.sequences import mirror_normalized, pick_found_views, random_rotation
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, save_encoder, to_points
@@ -56,6 +62,14 @@ def augment(lm: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
     lm = lm @ random_rotation(n, cfg["rotation_deg"], gen).transpose(1, 2)
     lm = lm * (1 + cfg["scale_jitter"] * torch.randn(n, 1, 1, generator=gen))
     return lm + cfg["noise"] * torch.randn(lm.shape, generator=gen)
+
+
+def pooled_features(enc: AlignedEncoder, view_lm: np.ndarray, view_ok: np.ndarray, batch: int = 512) -> torch.Tensor:
+    """(N, 256) encoder features averaged over the renderings in which each face was found."""
+    n, v = view_ok.shape
+    f = enc.encode(view_lm.reshape(n * v, *view_lm.shape[2:]), batch, "view features").view(n, v, -1)
+    w = torch.as_tensor(view_ok, dtype=f.dtype)[..., None]
+    return (f * w).sum(1) / w.sum(1).clamp_min(1)
 
 
 def linear_probe(x_tr: torch.Tensor, y_tr: torch.Tensor, n_cls: int, epochs: int = 300, wd: float = 1e-4) -> torch.nn.Linear:
@@ -94,12 +108,18 @@ def main(argv=None) -> int:
     cfg, classes = full["align"], full["classes"]
     epochs = args.epochs or cfg["epochs"]
 
-    train = load_split(full["features"], "train", classes)
-    test = load_split(full["features"], "test", classes)
-    lm = torch.as_tensor(train.norm_landmarks[train.found], dtype=torch.float32)
-    y = torch.as_tensor(train.labels[train.found])
+    views = bool(full.get("views"))
+    train = load_split(full["features"], "train", classes, views=views)
+    test = load_split(full["features"], "test", classes, views=views)
+    faces = train.found_any
+    lm = torch.as_tensor(train.norm_landmarks[faces], dtype=torch.float32)
+    y = torch.as_tensor(train.labels[faces])
+    view_lm = torch.as_tensor(train.view_landmarks[faces]) if views else None  # (N, V, 478, 3)
+    view_ok = torch.as_tensor(train.view_found[faces]) if views else None
+    original = torch.as_tensor(train.found[faces])
     gen = torch.Generator().manual_seed(args.seed)
     order = torch.randperm(len(lm), generator=gen)
+    order = torch.cat([order[original[order]], order[~original[order]]])  # validate on faces found in the original
     val_idx, tr_idx = order[:cfg["val_size"]], order[cfg["val_size"]:]
     if args.limit:
         tr_idx = tr_idx[:args.limit]
@@ -124,7 +144,12 @@ def main(argv=None) -> int:
         bar = tqdm(range(steps_per_epoch), desc=f"align epoch {epoch + 1}/{epochs}")
         for s in bar:
             idx = perm[s * cfg["batch_size"]:(s + 1) * cfg["batch_size"]]
-            pts = to_points(augment(lm[idx], cfg, gen))
+            if views:
+                v = pick_found_views(view_ok[idx], gen)
+                faces_lm = view_lm[idx, v]
+            else:
+                faces_lm = lm[idx]
+            pts = to_points(augment(faces_lm, cfg, gen))
             lab = y[idx]
             pick = torch.randint(n_t, (len(idx),), generator=gen)
             loss = multi_positive_loss(enc.embed(enc(pts)), sent_emb[lab, pick], lab, enc.logit_scale.exp())
@@ -143,6 +168,7 @@ def main(argv=None) -> int:
 
     # Evaluation on the test split (all images; no face = wrong).
     enc.eval()
+    tr_idx = tr_idx[original[tr_idx]]  # the probe learns from original renderings
     f_tr = enc.encode(lm[tr_idx].numpy(), 512, "train features")
     f_te = enc.encode(test.norm_landmarks[test.found], 512, "test features")
     with torch.no_grad():
@@ -154,9 +180,16 @@ def main(argv=None) -> int:
         "linear_probe_acc": accuracy_with_misses(lp_pred, test.labels, test.found),
         "n_test": int(len(test.labels)), "detection_rate": float(test.found.mean()),
         "train_faces": int(len(tr_idx)), "epochs": epochs, "minutes": (time.time() - t0) / 60,
-        "temperature": float(1 / enc.logit_scale.exp()), "history": history,
+        "temperature": float(1 / enc.logit_scale.exp()), "history": history, "views": views,
         "command": command_line("python -m training.align_encoder", argv),
     }
+    if views:
+        anyf = test.found_any
+        f_pool = pooled_features(enc, test.view_landmarks[anyf], test.view_found[anyf])
+        with torch.no_grad():
+            result["zero_shot_acc_views"] = accuracy_with_misses((enc.embed(f_pool) @ proto.T).argmax(1).numpy(), test.labels, anyf)
+            result["linear_probe_acc_views"] = accuracy_with_misses(probe(f_pool).argmax(1).numpy(), test.labels, anyf)
+        result["detection_rate_views"] = float(anyf.mean())
     print(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=1))
     out = save_encoder(enc, args.out, {"metrics": result, "align_config": cfg})
     torch.save({"weight": probe.weight.detach(), "bias": probe.bias.detach()}, Path(out) / "linear_probe.pt")

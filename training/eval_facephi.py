@@ -8,6 +8,10 @@ Two modes, both over the same images (an image without a detected face counts as
     in the answer is the prediction (the FacePhi paper's metric; no keyword = wrong);
   - likelihood: every class's answer scored in one batched forward pass -> a distribution; the
     most likely class is the prediction.
+With `views: true` in the config (the default) the model reads, per test image, the encoder
+feature averaged over the renderings in which a face was found (build_dataset --views), as the
+node pools a face's last frames; an image counts as found when any rendering has a face. The
+one-rendering protocol (original image only) is reported beside it under *_single_view.
 The aligned encoder's zero-shot and linear-probe accuracies (training/align_encoder.py, whole
 test split) and the speed benchmark (benchmarks/facephi_bench.py) are merged into the result.
 """
@@ -20,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 from tqdm import tqdm
 
@@ -27,24 +32,34 @@ from facephi_ros.data.feature_files import load_split
 from facephi_ros.evaluation.metrics import classification_report, command_line, plot_confusion, write_result
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.runtime import FacePhiRuntime
+from training.align_encoder import pooled_features
 from training.train_facephi import stratified
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def predict(rt: FacePhiRuntime, norm_lm: np.ndarray, batch: int, max_new_tokens: int):
+def predict(rt: FacePhiRuntime, feats: torch.Tensor, batch: int, max_new_tokens: int):
     probs, answers = [], []
-    for i in tqdm(range(0, len(norm_lm), batch), desc="FacePhi answers"):
-        f = rt.features_from_normalized(norm_lm[i:i + batch])
+    for i in tqdm(range(0, len(feats), batch), desc="FacePhi answers"):
+        f = feats[i:i + batch]
         probs.append(rt.model.class_probs(f).cpu().numpy())
         answers += rt.model.generate(f, max_new_tokens=max_new_tokens)
     return np.concatenate(probs), answers
 
 
-def score(rt: FacePhiRuntime, test, pick: np.ndarray, batch: int, max_new_tokens: int) -> dict:
-    classes = rt.classes
+def test_features(rt: FacePhiRuntime, test, pick: np.ndarray, views: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """(features of the images with a face, which images have one): pooled over renderings or the original only."""
+    if views:
+        found = test.found_any[pick]
+        return pooled_features(rt.encoder, test.view_landmarks[pick][found], test.view_found[pick][found]), found
     found = test.found[pick]
-    probs, answers = predict(rt, test.norm_landmarks[pick][found], batch, max_new_tokens)
+    return rt.features_from_normalized(test.norm_landmarks[pick][found]), found
+
+
+def score(rt: FacePhiRuntime, test, pick: np.ndarray, views: bool, batch: int, max_new_tokens: int) -> dict:
+    classes = rt.classes
+    feats, found = test_features(rt, test, pick, views)
+    probs, answers = predict(rt, feats, batch, max_new_tokens)
     y = test.labels[pick]
     kw = np.full(len(pick), -1)
     kw[found] = [(-1 if (k := prompts.keyword_class(a, classes)) is None else k) for a in answers]
@@ -52,7 +67,7 @@ def score(rt: FacePhiRuntime, test, pick: np.ndarray, batch: int, max_new_tokens
     lik[found] = probs.argmax(1)
     rep_kw = classification_report(y, kw, classes)
     rep_lik = classification_report(y, lik, classes)
-    return {"keyword": rep_kw, "likelihood": rep_lik, "kw_pred": kw, "lik_pred": lik, "answers": answers,
+    return {"keyword": rep_kw, "likelihood": rep_lik, "kw_pred": kw, "lik_pred": lik, "answers": answers, "found": found,
             "no_keyword_rate": float(np.mean(kw[found] < 0)) if found.any() else 0.0}
 
 
@@ -63,17 +78,19 @@ def main(argv=None) -> int:
     ap.add_argument("--ablation", default="runs/facephi_noalign", help="model folder of the no-alignment ablation ('' = skip)")
     ap.add_argument("--n-test", type=int)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--single-view", action="store_true", help="only the one-rendering protocol, even with views: true")
     ap.add_argument("--skip-bench", action="store_true")
-    ap.add_argument("--dtype", default="float32", help="LLM weights for the accuracy runs (the node's default is auto)")
+    ap.add_argument("--dtype", default="auto", help="LLM weights: auto = the node's default (bfloat16 on CPUs with bf16), float32, ...")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/facephi_fer2013.json")
     a = ap.parse_args(argv)
     full = yaml.safe_load(Path(a.config).read_text())
     n_test = a.n_test or full["eval"]["n_test"]
-    test = load_split(full["features"], "test", full["classes"])
+    views = bool(full.get("views")) and not a.single_view
+    test = load_split(full["features"], "test", full["classes"], views=views)
     pick = stratified(test.labels, n_test, seed=2024)
     t0 = time.time()
     rt = FacePhiRuntime(a.model_dir, dtype=a.dtype)
-    main_scores = score(rt, test, pick, a.batch, full["eval"]["max_new_tokens"])
+    main_scores = score(rt, test, pick, views, a.batch, full["eval"]["max_new_tokens"])
     enc_metrics = json.loads((rt.folder / "encoder" / "metrics.json").read_text())
     classes = rt.classes
     res = {
@@ -81,16 +98,25 @@ def main(argv=None) -> int:
         "likelihood_acc": main_scores["likelihood"]["accuracy"], "likelihood_macro_f1": main_scores["likelihood"]["macro_f1"],
         "no_keyword_rate": main_scores["no_keyword_rate"],
         "zero_shot_acc": enc_metrics["zero_shot_acc"], "linear_probe_acc": enc_metrics["linear_probe_acc"],
-        "n_test": int(len(pick)), "detection_rate": float(test.found[pick].mean()),
+        "n_test": int(len(pick)), "detection_rate": float(main_scores["found"].mean()), "views": views,
         "per_class_keyword": main_scores["keyword"]["per_class"], "per_class_likelihood": main_scores["likelihood"]["per_class"],
         "example_answers": [{"truth": classes[int(test.labels[pick][i])], "answer": ans}
                             for i, ans in zip(np.flatnonzero(test.found[pick])[:12], main_scores["answers"][:12])],
         "training": rt.meta.get("history", {}), "llm": rt.name, "dtype": str(rt.dtype).replace("torch.", ""),
     }
+    if views:  # the one-rendering protocol beside it
+        one = score(rt, test, pick, False, a.batch, full["eval"]["max_new_tokens"])
+        res.update({"keyword_acc_single_view": one["keyword"]["accuracy"], "likelihood_acc_single_view": one["likelihood"]["accuracy"],
+                    "keyword_macro_f1_single_view": one["keyword"]["macro_f1"],
+                    "likelihood_macro_f1_single_view": one["likelihood"]["macro_f1"],
+                    "detection_rate_single_view": float(one["found"].mean())})
+        for k in ("zero_shot_acc", "linear_probe_acc"):
+            if f"{k}_views" in enc_metrics:
+                res[f"{k}_views"] = enc_metrics[f"{k}_views"]
     del rt
     if a.ablation and Path(a.ablation).is_dir():
         ab = FacePhiRuntime(a.ablation, dtype=a.dtype)
-        s = score(ab, test, pick, a.batch, full["eval"]["max_new_tokens"])
+        s = score(ab, test, pick, views, a.batch, full["eval"]["max_new_tokens"])
         res["keyword_acc_no_alignment"] = s["keyword"]["accuracy"]
         res["likelihood_acc_no_alignment"] = s["likelihood"]["accuracy"]
         res["ablation_model"] = a.ablation

@@ -8,7 +8,10 @@ encoder frozen; stage 2 also trains the LLM, through a LoRA adapter (peft) by de
 Each step draws one of the 15 instructions for the whole batch (so the prompt text before <face>
 is computed once per step) and, per face, one of the 10 answers of its class; the loss covers
 the answer and the end token only. The encoder is frozen in both stages, so its features
-(original and mirrored face) are computed once and cached under runs/facephi/. Checkpoints are
+(every rendering of a face, original and mirrored) are computed once and cached under
+runs/facephi/; with `views: true` a training input is the mean feature of a random subset of a
+face's renderings, as the runtime pools a face's last frames. `train_precision: auto` runs the
+LLM under bfloat16 autocast where the device supports it (weights and optimiser stay float32). Checkpoints are
 written every `checkpoint_every` steps to runs/facephi/<name>/; --resume picks up the latest.
 Uses CUDA when present (no code change needed for a GPU run on the full training split:
 set stageN.train_images to 0 = all).
@@ -28,11 +31,11 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mirror_normalized
+from facephi_ros.data.sequences import mirror_normalized, pick_found_views
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder
-from facephi_ros.facephi.llm import device_for, load_llm
+from facephi_ros.facephi.llm import device_for, load_llm, pick_dtype
 from facephi_ros.facephi.model import FacePhi, Projector, ProjectorConfig, save_projector
 from facephi_ros.facephi.pointmlp import PointMLPConfig
 from facephi_ros.paths import shipped
@@ -56,26 +59,45 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def cached_features(enc: AlignedEncoder, tag: str, norm_lm: np.ndarray, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, mirrored-face features) for the given faces, cached on disk by encoder + subset."""
+def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, mirrored-face features), each (N, V, 256), of the faces' V renderings
+    (view_lm: (N, V, 478, 3) normalised; V = 1 without views), cached on disk by encoder + subset."""
     path = Path("runs/facephi/features") / f"{tag}_{key}.pt"
     if path.is_file():
         d = torch.load(path)
-        return d["feat"], d["mirror"]
-    lm = torch.as_tensor(norm_lm, dtype=torch.float32)
-    feat = enc.encode(norm_lm, desc="encoder features")
-    mirror = enc.encode(mirror_normalized(lm, torch.zeros(len(lm), 52))[0].numpy(), desc="mirrored features")
+        if d["feat"].dim() == 3:
+            return d["feat"], d["mirror"]
+    n, v = view_lm.shape[:2]
+    lm = torch.as_tensor(view_lm.reshape(n * v, *view_lm.shape[2:]), dtype=torch.float32)
+    feat = enc.encode(lm.numpy(), desc="encoder features").view(n, v, -1)
+    mirror = enc.encode(mirror_normalized(lm, torch.zeros(len(lm), 52))[0].numpy(), desc="mirrored features").view(n, v, -1)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"feat": feat, "mirror": mirror}, path)
     return feat, mirror
+
+
+def sample_features(feats: torch.Tensor, mirror: torch.Tensor, found: torch.Tensor, idx: torch.Tensor,
+                    gen: torch.Generator) -> torch.Tensor:
+    """(B, 256) training inputs: per face a random side (original or mirrored) and the mean feature of a
+    random non-empty subset of the renderings in which it was found (one rendering up to all of them:
+    what the runtime's pooling over a face's last frames gives)."""
+    b = len(idx)
+    flip = torch.rand(b, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None], mirror[idx], feats[idx])  # (B, V, 256)
+    ok = found[idx]
+    keep = ok & (torch.rand(ok.shape, generator=gen) < torch.rand(b, 1, generator=gen))
+    one = pick_found_views(ok, gen)
+    keep[torch.arange(b), one] = True  # at least one rendering
+    w = keep.to(x.dtype)[..., None]
+    return (x * w).sum(1) / w.sum(1)
 
 
 def lr_at(step: int, total: int, base: float, warmup: int = 10) -> float:
     return base * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / max(1, total)))
 
 
-def run_stage(stage: int, model: FacePhi, feats, mirror, labels, classes, scfg: dict, ckpt_dir: Path, resume: bool,
-              seed: int, llm_grad: bool) -> list[float]:
+def run_stage(stage: int, model: FacePhi, feats, mirror, found, labels, classes, scfg: dict, ckpt_dir: Path, resume: bool,
+              seed: int, llm_grad: bool, bf16: bool) -> list[float]:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=scfg["lr"], weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed + stage)
@@ -100,11 +122,11 @@ def run_stage(stage: int, model: FacePhi, feats, mirror, labels, classes, scfg: 
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, scfg["lr"])
         idx = torch.randint(len(feats), (bsz,), generator=gen)
-        flip = torch.rand(bsz, generator=gen) < 0.5
-        x = torch.where(flip[:, None], mirror[idx], feats[idx])
+        x = sample_features(feats, mirror, found, idx, gen).to(model.device)
         instruction = prompts.INSTRUCTIONS[rng.integers(len(prompts.INSTRUCTIONS))]
         answers = [prompts.answers_for(classes[int(labels[i])])[rng.integers(10)] for i in idx]
-        loss = model.loss(x, instruction, answers, llm_grad=llm_grad)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model.loss(x, instruction, answers, llm_grad=llm_grad)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -130,6 +152,8 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--steps", type=int, help="override both stages' step counts (quick runs)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="override train_precision in the config "
+                    "(auto: bfloat16 autocast on CUDA and on CPUs with bf16 instructions; weights stay float32)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -152,7 +176,10 @@ def main(argv=None) -> int:
         enc_key = file_digest(Path(args.encoder) / "weights.safetensors")
         if Path(args.encoder).resolve() != (out / "encoder").resolve():  # the output folder is a whole model
             shutil.copytree(args.encoder, out / "encoder", dirs_exist_ok=True)
-    train = load_split(full["features"], "train", classes)
+    views = bool(full.get("views"))
+    train = load_split(full["features"], "train", classes, views=views)
+    bf16 = {"auto": pick_dtype("auto", dev) == torch.bfloat16, "bf16": True, "fp32": False}[args.precision or full.get("train_precision", "fp32")]
+    print(f"training on {dev}, {'bfloat16 autocast' if bf16 else 'float32'}, {'renderings pooled' if views else 'one rendering'}", flush=True)
     t0 = time.time()
     llm, tok = load_llm(lcfg["model"], device=str(dev))
     for p in llm.parameters():
@@ -169,9 +196,14 @@ def main(argv=None) -> int:
         scfg = dict(full[f"stage{stage}"])
         if args.steps:
             scfg["steps"] = args.steps
-        found = np.flatnonzero(train.found)
-        pick = found[stratified(train.labels[found], scfg.get("train_images", 0), args.seed + stage)]
-        feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}", train.norm_landmarks[pick], enc_key)
+        faces = np.flatnonzero(train.found_any)
+        pick = faces[stratified(train.labels[faces], scfg.get("train_images", 0), args.seed + stage)]
+        if views:
+            feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}_views", train.view_landmarks[pick], enc_key)
+            found = torch.as_tensor(train.view_found[pick])
+        else:
+            feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}", train.norm_landmarks[pick][:, None], enc_key)
+            found = torch.ones(len(pick), 1, dtype=torch.bool)
         labels = train.labels[pick]
         if stage == 2:
             if scfg.get("full_finetune"):
@@ -185,10 +217,10 @@ def main(argv=None) -> int:
             model.clear_prefix_cache()
         elif (ckpt_dir / "stage2.pt").exists() and not args.resume:
             (ckpt_dir / "stage2.pt").unlink()  # a fresh stage 1 invalidates an old stage 2
-        losses = run_stage(stage, model, feats.to(dev), mirror.to(dev), labels, classes, scfg, ckpt_dir, args.resume,
-                           args.seed, llm_grad=stage == 2)
+        losses = run_stage(stage, model, feats, mirror, found, labels, classes, scfg, ckpt_dir, args.resume,
+                           args.seed, llm_grad=stage == 2, bf16=bf16)
         history[f"stage{stage}"] = {"steps": scfg["steps"], "batch_size": scfg["batch_size"], "lr": scfg["lr"],
-                                    "train_images": int(len(pick)), "loss_first10": float(np.mean(losses[:10])),
+                                    "train_images": int(len(pick)), "views": views, "bf16_autocast": bf16, "loss_first10": float(np.mean(losses[:10])),
                                     "loss_last10": float(np.mean(losses[-10:]))}
         print(f"stage {stage}: loss {history[f'stage{stage}']['loss_first10']:.3f} -> {history[f'stage{stage}']['loss_last10']:.3f}")
     meta["history"] = history

@@ -118,12 +118,16 @@ def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anc
     return assemble(frames_lm, frames_bs, landmark_index, landmark_dims, use_landmarks, use_blendshapes), y
 
 
+def pick_found_views(found: torch.Tensor, gen) -> torch.Tensor:
+    """(...,) a random view index per row of `found` (..., V) among the views where it is True."""
+    return torch.rand(found.shape, generator=gen).masked_fill(~found, -1.0).argmax(-1)
+
+
 def _pick_views(view_found: torch.Tensor | None, V: int, images: torch.Tensor, T: int, gen) -> torch.Tensor:
     """(B, T) a random view per frame among those in which the image's face was found."""
-    score = torch.rand(images.numel(), T, V, generator=gen)
-    if view_found is not None:
-        score = score.masked_fill(~view_found[images][:, None, :], -1.0)
-    return score.argmax(-1)
+    if view_found is None:
+        return torch.rand(images.numel(), T, V, generator=gen).argmax(-1)
+    return pick_found_views(view_found[images][:, None, :].expand(-1, T, -1), gen)
 
 
 def assemble(lm: torch.Tensor, bs: torch.Tensor, landmark_index=None, landmark_dims: int = 3,

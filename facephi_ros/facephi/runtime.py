@@ -5,6 +5,11 @@ and the benchmark.
     rt = FacePhiRuntime()                       # models/facephi + the SmolLM2 asset
     probs = rt.label([(landmarks, matrix)], width, height)     # (N, C) class distribution
     text = rt.answer([(landmarks, matrix)], width, height)     # one sentence per face
+    feat = rt.pooled_features([(lm1, m1), (lm2, m2), ...], w, h)  # one face's last frames -> (1, 256)
+
+Pooling: the encoder is cheap next to the LLM, so a face's last few frames can all be encoded
+and their features averaged before the LLM reads them (the landmarker's frame-to-frame jitter
+averages out; training and evaluation do the same over renderings of one image).
 """
 from __future__ import annotations
 
@@ -69,6 +74,12 @@ class FacePhiRuntime:
         if not np.isfinite(lm).all():
             raise ValueError("landmarks are not finite after normalisation")
         return self.features_from_normalized(lm)
+
+    def pooled_features(self, frames: list[tuple[np.ndarray, np.ndarray]], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
+        """(1, 256): the mean feature of one face's frames [(landmarks, matrix), ...]."""
+        if not frames:
+            raise ValueError("no frames to pool")
+        return self.features(frames, width, height).mean(0, keepdim=True)
 
     def label(self, faces, width: float = 1.0, height: float = 1.0) -> np.ndarray:
         return self.model.class_probs(self.features(faces, width, height)).cpu().numpy()

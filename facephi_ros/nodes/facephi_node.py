@@ -7,6 +7,11 @@ waiting face is dropped) and a worker thread answers one face at a time, at most
 answers per second. With `only_on_change` it answers a face only when the LSTM's label for it
 on /emotion changes (and once at first sight).
 
+Pooling: the node also keeps each face's last `pool_frames` frames (within `pool_seconds` of
+its newest one; a bounded table like the waiting faces) and the answer reads the mean encoder
+feature of those frames, which averages out the landmarker's frame-to-frame jitter
+(pool_frames = 1: the newest frame alone).
+
 Each answer is an EmotionEstimate stamped with its source frame: the likelihood-mode class
 distribution (probabilities, label, confidence, derived valence/arousal) and, in `description`,
   mode 'answer' (default): the LLM's own one-sentence answer;
@@ -14,13 +19,14 @@ distribution (probabilities, label, confidence, derived valence/arousal) and, in
   mode 'va': a free-text description written from valence, arousal, the label and the
              strongest blendshapes (the LSTM's valence/arousal when it has seen the face).
 Parameters: model_dir ('' = shipped models/facephi), llm ('' = the one it was trained with),
-mode, rate_hz, max_faces, only_on_change, max_new_tokens, device, threads, dtype.
+mode, rate_hz, max_faces, only_on_change, pool_frames, pool_seconds, max_new_tokens, device,
+threads, dtype.
 """
 from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,7 +55,7 @@ from .convert import MessageError, make_estimate, msg_to_arrays
 MODES = ("answer", "label", "va")
 
 
-@dataclass
+@dataclass(eq=False)  # identity: frames hold arrays
 class Pending:
     header: object
     landmarks: np.ndarray
@@ -64,12 +70,13 @@ class FacePhiNode(Node):
     def __init__(self):
         super().__init__("facephi")
         p = declare(self, {"model_dir": "", "llm": "", "mode": "answer", "rate_hz": 2.0, "max_faces": 8,
-                           "only_on_change": False, "max_new_tokens": 16, "device": "auto", "threads": 0,
+                           "only_on_change": False, "pool_frames": 6, "pool_seconds": 0.5, "max_new_tokens": 16, "device": "auto", "threads": 0,
                            "dtype": "auto"})
         if p["mode"] not in MODES:
             raise StartupError(f"mode must be one of {MODES}, got '{p['mode']}'")
-        if not p["rate_hz"] > 0 or p["max_faces"] < 1:
-            raise StartupError(f"rate_hz must be > 0 and max_faces >= 1 (got {p['rate_hz']}, {p['max_faces']})")
+        if not p["rate_hz"] > 0 or p["max_faces"] < 1 or p["pool_frames"] < 1 or not p["pool_seconds"] >= 0:
+            raise StartupError(f"rate_hz must be > 0, max_faces and pool_frames >= 1, pool_seconds >= 0 (got {p['rate_hz']}, "
+                               f"{p['max_faces']}, {p['pool_frames']}, {p['pool_seconds']})")
         self.p = p
         try:
             from ..facephi.runtime import FacePhiRuntime
@@ -78,6 +85,7 @@ class FacePhiNode(Node):
         except (ModelFileError, AssetError, ValueError) as e:
             raise StartupError(str(e)) from None
         self.pending: OrderedDict[int, Pending] = OrderedDict()
+        self.recent: OrderedDict[int, deque[Pending]] = OrderedDict()  # face -> its last frames (pooling)
         self.lstm: dict[int, tuple[str, float, float, float]] = {}  # face -> (label, valence, arousal, time)
         self.answered_label: dict[int, str] = {}
         self.lock = threading.Condition()
@@ -115,12 +123,29 @@ class FacePhiNode(Node):
                     self.diag.count("superseded")  # the newest face wins
                     del self.pending[f.face_id]
                 self.pending[f.face_id] = item
+                self._remember(f.face_id, item)
                 while len(self.pending) > self.p["max_faces"]:
                     self.pending.popitem(last=False)
                     self.diag.count("dropped")
                 self.lock.notify()
         self.diag.count("frames")
         self.diag.set("waiting_faces", len(self.pending))
+
+    def _remember(self, face_id: int, item: Pending) -> None:
+        """Keep the face's last frames for pooling (caller holds the lock); bounded in faces and frames."""
+        frames = self.recent.pop(face_id, None) or deque(maxlen=self.p["pool_frames"])
+        frames.append(item)
+        self.recent[face_id] = frames  # most recently seen last
+        while len(self.recent) > 4 * self.p["max_faces"]:
+            self.recent.popitem(last=False)
+
+    def _pool(self, face_id: int, item: Pending) -> list[Pending]:
+        """The frames to pool for an answer: the face's recent frames up to `item`, within pool_seconds of it."""
+        with self.lock:
+            frames = list(self.recent.get(face_id, ()))
+        keep = [f for f in frames if f.received <= item.received and item.received - f.received <= self.p["pool_seconds"]
+                and (f.width, f.height) == (item.width, item.height)]
+        return keep if item in keep else keep + [item]
 
     # -- worker ---------------------------------------------------------------------------
     def _eligible(self, face_id: int) -> bool:
@@ -160,7 +185,8 @@ class FacePhiNode(Node):
     def _answer(self, face_id: int, item: Pending) -> None:
         t0 = time.perf_counter()
         rt = self.rt
-        feats = rt.features([(item.landmarks, item.matrix)], item.width, item.height)
+        frames = self._pool(face_id, item)
+        feats = rt.pooled_features([(f.landmarks, f.matrix) for f in frames], item.width, item.height)
         probs = rt.model.class_probs(feats)[0].cpu().numpy()
         label = rt.classes[int(np.argmax(probs))]
         valence, arousal = valence_arousal(probs, rt.classes)
@@ -180,6 +206,7 @@ class FacePhiNode(Node):
             if len(self.answered_label) > 4 * self.p["max_faces"]:
                 self.answered_label.pop(next(iter(self.answered_label)))
         self.diag.count("answers")
+        self.diag.set("pooled_frames", len(frames))
         self.diag.time(time.perf_counter() - t0)
         self.diag.set("answer_age_ms", round(1000 * (time.monotonic() - item.received), 1))
 
