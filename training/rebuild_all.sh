@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild every shipped weight file from the labelled images (about 3.5 h on 2 CPU cores):
+# Rebuild every shipped weight file from the labelled images (about 4.5 h on 2 CPU cores):
 # features -> face geometry -> LSTM and per-frame models for 7 and 3 classes -> evaluations
-# -> FacePhi: encoder alignment (35 min), two-stage LLM training and its no-alignment ablation
-# (run side by side, one thread each, about 40 min) -> FacePhi evaluation.
+# -> FacePhi: encoder alignment (45 min), two-stage LLM training and its no-alignment ablation
+# (run side by side, one thread each, about 70 min) -> FacePhi evaluation.
 #   bash training/rebuild_all.sh [../shared/data/fer2013]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
