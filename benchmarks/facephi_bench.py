@@ -21,11 +21,10 @@ import cv2
 import numpy as np
 
 from facephi_ros.evaluation.metrics import command_line, write_result
-from facephi_ros.facephi.runtime import FacePhiRuntime
+from facephi_ros.facephi.runtime import POOL_FRAMES, FacePhiRuntime
 from facephi_ros.landmarks.landmarker import Landmarker
 
 REPO = Path(__file__).resolve().parent.parent
-POOL_FRAMES = 6  # the facephi node's default pool_frames
 IMAGES = ["single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
 
 

@@ -34,7 +34,7 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mirror_normalized, pick_found_views, random_rotation
+from facephi_ros.data.sequences import mean_over_found, mirror_normalized, pick_found_views, random_rotation
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, save_encoder, to_points
@@ -68,8 +68,7 @@ def pooled_features(enc: AlignedEncoder, view_lm: np.ndarray, view_ok: np.ndarra
     """(N, 256) encoder features averaged over the renderings in which each face was found."""
     n, v = view_ok.shape
     f = enc.encode(view_lm.reshape(n * v, *view_lm.shape[2:]), batch, "view features").view(n, v, -1)
-    w = torch.as_tensor(view_ok, dtype=f.dtype)[..., None]
-    return (f * w).sum(1) / w.sum(1).clamp_min(1)
+    return mean_over_found(f, torch.as_tensor(view_ok))
 
 
 def linear_probe(x_tr: torch.Tensor, y_tr: torch.Tensor, n_cls: int, epochs: int = 300, wd: float = 1e-4) -> torch.nn.Linear:

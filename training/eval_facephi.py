@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         "n_test": int(len(pick)), "detection_rate": float(main_scores["found"].mean()), "views": views,
         "per_class_keyword": main_scores["keyword"]["per_class"], "per_class_likelihood": main_scores["likelihood"]["per_class"],
         "example_answers": [{"truth": classes[int(test.labels[pick][i])], "answer": ans}
-                            for i, ans in zip(np.flatnonzero(test.found[pick])[:12], main_scores["answers"][:12])],
+                            for i, ans in zip(np.flatnonzero(main_scores["found"])[:12], main_scores["answers"][:12])],
         "training": rt.meta.get("history", {}), "llm": rt.name, "dtype": str(rt.dtype).replace("torch.", ""),
     }
     if views:  # the one-rendering protocol beside it

@@ -21,7 +21,7 @@ import torch
 
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.image_folder import EXTRA_VIEWS
-from facephi_ros.data.sequences import make_sequences
+from facephi_ros.data.sequences import make_sequences, mean_over_found
 from facephi_ros.evaluation.metrics import (
     classification_report,
     command_line,
@@ -48,8 +48,7 @@ def per_frame_views_mean(model, lm, bs, view_found) -> np.ndarray:
     """Mean of the per-frame model's outputs over the views in which a face was found."""
     n, v = view_found.shape
     p = torch.from_numpy(stream_probs(model, lm.flatten(0, 1), bs.flatten(0, 1), 1)).view(n, v, -1)
-    w = view_found[..., None].float()
-    return ((p * w).sum(1) / w.sum(1).clamp_min(1)).numpy()
+    return mean_over_found(p, view_found).numpy()
 
 
 def evaluate(models_dir: Path, features_dir: Path, tag: str, plots: Path, views: bool) -> dict:

@@ -31,7 +31,7 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mirror_normalized, pick_found_views
+from facephi_ros.data.sequences import mean_over_found, mirror_normalized, pick_found_views
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder
@@ -88,8 +88,7 @@ def sample_features(feats: torch.Tensor, mirror: torch.Tensor, found: torch.Tens
     keep = ok & (torch.rand(ok.shape, generator=gen) < torch.rand(b, 1, generator=gen))
     one = pick_found_views(ok, gen)
     keep[torch.arange(b), one] = True  # at least one rendering
-    w = keep.to(x.dtype)[..., None]
-    return (x * w).sum(1) / w.sum(1)
+    return mean_over_found(x, keep)
 
 
 def lr_at(step: int, total: int, base: float, warmup: int = 10) -> float:

@@ -123,6 +123,12 @@ def pick_found_views(found: torch.Tensor, gen) -> torch.Tensor:
     return torch.rand(found.shape, generator=gen).masked_fill(~found, -1.0).argmax(-1)
 
 
+def mean_over_found(x: torch.Tensor, found: torch.Tensor) -> torch.Tensor:
+    """(..., D) mean of x (..., V, D) over the views where found (..., V) is True (zeros where none is)."""
+    w = found.to(x.dtype)[..., None]
+    return (x * w).sum(-2) / w.sum(-2).clamp_min(1)
+
+
 def _pick_views(view_found: torch.Tensor | None, V: int, images: torch.Tensor, T: int, gen) -> torch.Tensor:
     """(B, T) a random view per frame among those in which the image's face was found."""
     if view_found is None:

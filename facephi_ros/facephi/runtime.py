@@ -26,6 +26,9 @@ from .llm import device_for, load_llm, pick_dtype
 from .model import FacePhi, load_projector
 
 
+POOL_FRAMES = 6  # the facephi node's default pool_frames (frames averaged per answer)
+
+
 def default_model_dir() -> Path:
     return shipped("models") / "facephi"
 

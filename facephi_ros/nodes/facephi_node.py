@@ -36,6 +36,7 @@ from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 
 from ..assets import AssetError
 from ..emotion.valence_arousal import valence_arousal
+from ..facephi.runtime import POOL_FRAMES
 from ..landmarks.landmarker import BLENDSHAPE_NAMES
 from ..models.lstm import ModelFileError
 from .common import (
@@ -70,7 +71,7 @@ class FacePhiNode(Node):
     def __init__(self):
         super().__init__("facephi")
         p = declare(self, {"model_dir": "", "llm": "", "mode": "answer", "rate_hz": 2.0, "max_faces": 8,
-                           "only_on_change": False, "pool_frames": 6, "pool_seconds": 0.5, "max_new_tokens": 16, "device": "auto", "threads": 0,
+                           "only_on_change": False, "pool_frames": POOL_FRAMES, "pool_seconds": 0.5, "max_new_tokens": 16, "device": "auto", "threads": 0,
                            "dtype": "auto"})
         if p["mode"] not in MODES:
             raise StartupError(f"mode must be one of {MODES}, got '{p['mode']}'")
