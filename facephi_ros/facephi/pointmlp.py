@@ -22,6 +22,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+POINT_FEATURES = {"xyz": 3, "xyz+offset": 6}  # per-point input channels
+
+
 @dataclass
 class PointMLPConfig:
     num_points: int = 478
@@ -35,6 +38,9 @@ class PointMLPConfig:
     head_hidden: int = 512
     out_dim: int = 256
     dropout: float = 0.5
+    # per-point input: "xyz" (the coordinates), or "xyz+offset": also each landmark's offset from its
+    # place on the canonical face, so the embedding knows which landmark a point is and how it moved
+    point_features: str = "xyz"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +137,13 @@ class PointMLP(nn.Module):
     def __init__(self, cfg: PointMLPConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or PointMLPConfig()
-        self.embedding = ConvBNReLU(3, cfg.embed_dim)
+        if cfg.point_features not in POINT_FEATURES:
+            raise ValueError(f"point_features must be one of {sorted(POINT_FEATURES)}, got {cfg.point_features!r}")
+        self.embedding = ConvBNReLU(POINT_FEATURES[cfg.point_features], cfg.embed_dim)
+        if cfg.point_features == "xyz+offset":
+            from ..features.normalize import canonical_face
+            from .encoder import to_points
+            self.register_buffer("canonical", to_points(canonical_face()), persistent=False)
         self.groupers, self.pre, self.pos = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         c = cfg.embed_dim
         for n, k, e, pre, pos in zip(cfg.stage_points, cfg.k_neighbors, cfg.dim_expansion, cfg.pre_blocks, cfg.pos_blocks):
@@ -148,7 +160,8 @@ class PointMLP(nn.Module):
     def forward(self, xyz: torch.Tensor) -> torch.Tensor:
         if xyz.ndim != 3 or xyz.shape[1:] != (self.cfg.num_points, 3):
             raise ValueError(f"PointMLP expects (B, {self.cfg.num_points}, 3) points, got {tuple(xyz.shape)}")
-        feats = self.embedding(xyz.transpose(1, 2)).transpose(1, 2)  # (B, N, C)
+        x = xyz if self.cfg.point_features == "xyz" else torch.cat([xyz, xyz - self.canonical], -1)
+        feats = self.embedding(x.transpose(1, 2)).transpose(1, 2)  # (B, N, C)
         for grouper, pre, pos in zip(self.groupers, self.pre, self.pos):
             xyz, grouped = grouper(xyz, feats)
             feats = pos(pre(grouped)).transpose(1, 2)
