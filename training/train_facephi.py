@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     if args.no_alignment:
         enc = AlignedEncoder(PointMLPConfig.from_dict(full["align"]["encoder"]), 384, classes)
         save_encoder(enc.eval(), out / "encoder", {"note": "randomly initialised, not aligned (ablation)"})
-        enc_key = "random" + str(args.seed)
+        enc_key = "random_" + file_digest(out / "encoder" / "weights.safetensors")  # differs per encoder config
     else:
         enc, _ = load_encoder(args.encoder)
         enc_key = file_digest(Path(args.encoder) / "weights.safetensors")
