@@ -169,12 +169,12 @@ def main(argv=None) -> int:
     if args.no_alignment:
         enc = AlignedEncoder(PointMLPConfig.from_dict(full["align"]["encoder"]), 384, classes)
         save_encoder(enc.eval(), out / "encoder", {"note": "randomly initialised, not aligned (ablation)"})
-        enc_key = "random_" + file_digest(out / "encoder" / "weights.safetensors")  # differs per encoder config
     else:
         enc, _ = load_encoder(args.encoder)
-        enc_key = file_digest(Path(args.encoder) / "weights.safetensors")
         if Path(args.encoder).resolve() != (out / "encoder").resolve():  # the output folder is a whole model
             shutil.copytree(args.encoder, out / "encoder", dirs_exist_ok=True)
+    # the feature cache's key: the weights of the encoder this model holds (a random one differs per config)
+    enc_key = ("random_" if args.no_alignment else "") + file_digest(out / "encoder" / "weights.safetensors")
     views = bool(full.get("views"))
     train = load_split(full["features"], "train", classes, views=views)
     bf16 = {"auto": pick_dtype("auto", dev) == torch.bfloat16, "bf16": True, "fp32": False}[args.precision or full.get("train_precision", "fp32")]
