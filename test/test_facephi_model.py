@@ -166,33 +166,21 @@ FER_PER_CLASS = 20
 
 @pytest.fixture(scope="module")
 def fer_test_faces():
-    """The first FER_PER_CLASS FER2013 test images of every class (sorted names), landmarked as
-    the dataset builder does (upscaled and padded); None where no face is found."""
+    """The first FER_PER_CLASS FER2013 test images of every class, landmarked as the dataset builder does."""
     from conftest import DATA, need
-    from facephi_ros.data.image_folder import load_for_landmarker
-    from facephi_ros.landmarks.landmarker import Landmarker
+    from facephi_ros.evaluation.spot_checks import balanced_test_faces
 
-    root = need(DATA / "fer2013" / "test")
-    out = []
-    with Landmarker(video=False, num_faces=1) as lm:
-        for c in CLASSES:
-            for path in sorted((root / c).glob("*.jpg"))[:FER_PER_CLASS]:
-                rgb = load_for_landmarker(str(path))
-                faces = lm.detect(rgb)
-                out.append((c, (faces[0], rgb.shape[1], rgb.shape[0]) if faces else None))
-    return out
+    return balanced_test_faces(need(DATA / "fer2013" / "test"), CLASSES, FER_PER_CLASS)
 
 
 def test_default_model_labels_fer2013_test_images_well_above_chance(runtime, fer_test_faces):
     """140 test images, 20 per class (so the rare disgust and fear weigh as much as happy), one
     rendering, no face = wrong. Expected about the full evaluation's mean per-class recall (41%);
-    measured 2026-11-22: shipped model 35.7%, the no-alignment ablation 13.6% (chance 14%)."""
-    right = 0
-    for truth, hit in fer_test_faces:
-        if hit is not None:
-            f, w, h = hit
-            right += CLASSES[int(runtime.label([(f.landmarks, f.matrix)], w, h)[0].argmax())] == truth
-    acc = right / len(fer_test_faces)
+    measured 2026-11-22 (`python -m benchmarks.facephi_spot_checks`): shipped model 35.7%, the
+    no-alignment ablation 13.6% (chance 14%)."""
+    from facephi_ros.evaluation.spot_checks import accuracy, predicted
+
+    acc = accuracy(fer_test_faces, predicted(runtime, fer_test_faces))
     assert acc >= 0.27, f"{acc:.1%} of {len(fer_test_faces)} FER2013 test images"
 
 
