@@ -17,29 +17,20 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from facephi_ros.evaluation.metrics import command_line, write_result
+from facephi_ros.evaluation.spot_checks import posed_faces
 from facephi_ros.facephi.runtime import POOL_FRAMES, FacePhiRuntime
-from facephi_ros.landmarks.landmarker import Landmarker
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGES = ["single_face.jpg", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg", "15-f13-anc-ph.jpg", "45-m7-di-ph.jpg"]
 
 
 def real_faces(folder: Path) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]]:
-    """(landmarks, blendshapes, matrix, width, height) of the real photos in ../shared/data/faces."""
-    out = []
-    with Landmarker(video=False, num_faces=1) as lm:
-        for name in IMAGES:
-            img = cv2.imread(str(folder / name))
-            if img is None:
-                continue
-            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-            for f in lm.detect(rgb)[:1]:
-                out.append((f.landmarks, f.blendshapes, f.matrix, rgb.shape[1], rgb.shape[0]))
-    return out
+    """(landmarks, blendshapes, matrix, width, height) of the posed photos in ../shared/data/faces
+    and their mirror images, landmarked as the spot checks do (facephi_ros.evaluation.spot_checks)."""
+    return [(f.landmarks, f.blendshapes, f.matrix, w, h) for _, _, hit in posed_faces(folder) if hit is not None
+            for f, w, h in [hit]]
 
 
 def timed(fn, n: int) -> np.ndarray:
