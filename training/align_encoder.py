@@ -1,6 +1,7 @@
 """Stage 0 of FacePhi: align the PointMLP landmark encoder with emotion sentences (ULIP/CLIP style).
 
     python -m training.align_encoder --config training/configs/facephi_fer7.yaml   # -> models/facephi/encoder
+    python -m training.align_encoder --init models/facephi/encoder --epochs 4 --lr 0.0006 --out DIR   # align further
 
 The text side is frozen all-MiniLM-L6-v2; every class has a family of sentences
 (facephi_ros/facephi/prompts.py). Each training face is paired with one random sentence of its
@@ -37,8 +38,9 @@ from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import mean_over_found, mirror_normalized, pick_found_views, random_rotation
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
-from facephi_ros.facephi.encoder import AlignedEncoder, save_encoder, to_points
+from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder, to_points
 from facephi_ros.facephi.pointmlp import PointMLPConfig
+from facephi_ros.models.lstm import ModelFileError
 from facephi_ros.facephi.text import TextEncoder
 from facephi_ros.paths import shipped
 
@@ -99,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="training/configs/facephi_fer7.yaml")
     ap.add_argument("--out", default=str(shipped("models") / "facephi" / "encoder"))
     ap.add_argument("--epochs", type=int, help="override the config")
+    ap.add_argument("--lr", type=float, help="override the config's peak learning rate")
+    ap.add_argument("--init", help="start from this encoder folder's weights (align further) instead of random ones")
     ap.add_argument("--limit", type=int, default=0, help="use only this many training faces (quick runs)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -106,6 +110,7 @@ def main(argv=None) -> int:
     full = yaml.safe_load(Path(args.config).read_text())
     cfg, classes = full["align"], full["classes"]
     epochs = args.epochs or cfg["epochs"]
+    cfg["lr"] = args.lr or cfg["lr"]
 
     views = bool(full.get("views"))
     train = load_split(full["features"], "train", classes, views=views)
@@ -131,6 +136,15 @@ def main(argv=None) -> int:
 
     enc = AlignedEncoder(PointMLPConfig.from_dict(cfg["encoder"]), text.dim, classes)
     enc.class_text.copy_(proto)
+    if args.init:
+        try:
+            start, _ = load_encoder(args.init)
+        except ModelFileError as e:
+            raise SystemExit(f"error: --init: {e}") from None
+        if start.backbone.cfg != enc.backbone.cfg:
+            raise SystemExit(f"error: --init {args.init} has another encoder configuration than {args.config}")
+        enc.load_state_dict(start.state_dict())
+        cfg["init"] = str(args.init)
     opt = torch.optim.AdamW(enc.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps_per_epoch = len(tr_idx) // cfg["batch_size"]
     total = steps_per_epoch * epochs

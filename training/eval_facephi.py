@@ -36,6 +36,12 @@ from training.align_encoder import pooled_features
 from training.train_facephi import stratified
 
 REPO = Path(__file__).resolve().parent.parent
+EVAL_SEED = 2024  # the stratified test sample's seed
+
+
+def eval_pick(test, n_test: int) -> np.ndarray:
+    """Indices of the stratified test images every FacePhi evaluation scores."""
+    return stratified(test.labels, n_test, seed=EVAL_SEED)
 
 
 def predict(rt: FacePhiRuntime, feats: torch.Tensor, batch: int, max_new_tokens: int):
@@ -87,7 +93,7 @@ def main(argv=None) -> int:
     n_test = a.n_test or full["eval"]["n_test"]
     views = bool(full.get("views")) and not a.single_view
     test = load_split(full["features"], "test", full["classes"], views=views)
-    pick = stratified(test.labels, n_test, seed=2024)
+    pick = eval_pick(test, n_test)
     t0 = time.time()
     rt = FacePhiRuntime(a.model_dir, dtype=a.dtype)
     main_scores = score(rt, test, pick, views, a.batch, full["eval"]["max_new_tokens"])

@@ -76,6 +76,18 @@ def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str
     return feat, mirror
 
 
+def stage_data(enc: AlignedEncoder, train, stage: int, n_images: int, seed: int, views: bool, key: str):
+    """(picked training faces, their features, mirrored features, found mask (N, V)) for a stage:
+    `n_images` faces (0 = all) stratified by class with the stage's seed, features cached by `key`."""
+    faces = np.flatnonzero(train.found_any)
+    pick = faces[stratified(train.labels[faces], n_images, seed + stage)]
+    if views:
+        feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}_views", train.view_landmarks[pick], key)
+        return pick, feats, mirror, torch.as_tensor(train.view_found[pick])
+    feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}", train.norm_landmarks[pick][:, None], key)
+    return pick, feats, mirror, torch.ones(len(pick), 1, dtype=torch.bool)
+
+
 def sample_features(feats: torch.Tensor, mirror: torch.Tensor, found: torch.Tensor, idx: torch.Tensor,
                     gen: torch.Generator) -> torch.Tensor:
     """(B, 256) training inputs: per face a random side (original or mirrored) and the mean feature of a
@@ -195,14 +207,7 @@ def main(argv=None) -> int:
         scfg = dict(full[f"stage{stage}"])
         if args.steps:
             scfg["steps"] = args.steps
-        faces = np.flatnonzero(train.found_any)
-        pick = faces[stratified(train.labels[faces], scfg.get("train_images", 0), args.seed + stage)]
-        if views:
-            feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}_views", train.view_landmarks[pick], enc_key)
-            found = torch.as_tensor(train.view_found[pick])
-        else:
-            feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}", train.norm_landmarks[pick][:, None], enc_key)
-            found = torch.ones(len(pick), 1, dtype=torch.bool)
+        pick, feats, mirror, found = stage_data(enc, train, stage, scfg.get("train_images", 0), args.seed, views, enc_key)
         labels = train.labels[pick]
         if stage == 2:
             if scfg.get("full_finetune"):
