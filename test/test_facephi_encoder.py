@@ -2,11 +2,14 @@
 point scaling and the multi-positive contrastive loss of the alignment."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from facephi_ros.facephi.encoder import POINT_SCALE, load_encoder, to_points
+from facephi_ros.facephi.files import weights_key
 from facephi_ros.facephi.pointmlp import PointMLP, PointMLPConfig, farthest_point_sample, knn
 from facephi_ros.features.normalize import canonical_face
 from facephi_ros.paths import shipped
@@ -94,6 +97,20 @@ def test_shipped_encoder_loads_with_its_point_features():
     with torch.no_grad():
         f = enc.eval()(to_points(canonical_face())[None])
     assert f.shape == (1, 256) and torch.isfinite(f).all()
+
+
+def test_shipped_projector_was_trained_on_the_shipped_encoder(tmp_path):
+    """The projector records the key of the encoder whose features it learnt from: replacing the
+    encoder without retraining the LLM stages must show up here."""
+    model = shipped("models") / "facephi"
+    meta = json.loads((model / "projector" / "model.json").read_text())
+    assert meta["encoder_key"] == weights_key(model / "encoder")
+    other = tmp_path / "enc"
+    other.mkdir()
+    data = bytearray((model / "encoder" / "weights.safetensors").read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    (other / "weights.safetensors").write_bytes(bytes(data))
+    assert weights_key(other) != meta["encoder_key"]
 
 
 def test_contrastive_loss_treats_same_class_pairs_as_positives():

@@ -39,6 +39,7 @@ from facephi_ros.data.sequences import mean_over_found, mirror_normalized, pick_
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder, to_points
+from facephi_ros.facephi.files import weights_key
 from facephi_ros.facephi.pointmlp import PointMLPConfig
 from facephi_ros.models.lstm import ModelFileError
 from facephi_ros.facephi.text import TextEncoder
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
         if start.backbone.cfg != enc.backbone.cfg:
             raise SystemExit(f"error: --init {args.init} has another encoder configuration than {args.config}")
         enc.load_state_dict(start.state_dict())
-        cfg["init"] = str(args.init)
+        cfg["init"], cfg["init_key"] = str(args.init), weights_key(args.init)  # the key: which weights, even if the folder changes
     opt = torch.optim.AdamW(enc.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     steps_per_epoch = len(tr_idx) // cfg["batch_size"]
     total = steps_per_epoch * epochs

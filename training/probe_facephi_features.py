@@ -28,11 +28,12 @@ from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import mean_over_found
 from facephi_ros.evaluation.metrics import command_line, write_result
 from facephi_ros.facephi.encoder import load_encoder
+from facephi_ros.facephi.files import weights_key
 from facephi_ros.models.lstm import ModelFileError
 from facephi_ros.paths import shipped
 from training.align_encoder import linear_probe, pooled_features
 from training.eval_facephi import eval_pick
-from training.train_facephi import file_digest, stage_data
+from training.train_facephi import stage_data
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    key = file_digest(Path(a.encoder) / "weights.safetensors")  # the LLM stages' feature cache key
+    key = weights_key(a.encoder)  # the LLM stages' feature cache key
     train = load_split(full["features"], "train", classes, views=views)
     test = load_split(full["features"], "test", classes, views=views)
     pick = eval_pick(test, a.n_test or full["eval"]["n_test"])

@@ -19,7 +19,6 @@ set stageN.train_images to 0 = all).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import shutil
 import time
@@ -35,6 +34,7 @@ from facephi_ros.data.sequences import mean_over_found, mirror_normalized, pick_
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder
+from facephi_ros.facephi.files import weights_key
 from facephi_ros.facephi.llm import device_for, load_llm, pick_dtype
 from facephi_ros.facephi.model import FacePhi, Projector, ProjectorConfig, save_projector
 from facephi_ros.facephi.pointmlp import PointMLPConfig
@@ -53,10 +53,6 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     for c, q in zip(classes, quota):
         out.append(rng.choice(np.flatnonzero(labels == c), q, replace=False))
     return np.sort(np.concatenate(out))
-
-
-def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,7 +182,7 @@ def main(argv=None) -> int:
         if Path(args.encoder).resolve() != (out / "encoder").resolve():  # the output folder is a whole model
             shutil.copytree(args.encoder, out / "encoder", dirs_exist_ok=True)
     # the feature cache's key: the weights of the encoder this model holds (a random one differs per config)
-    enc_key = ("random_" if args.no_alignment else "") + file_digest(out / "encoder" / "weights.safetensors")
+    enc_key = ("random_" if args.no_alignment else "") + weights_key(out / "encoder")
     views = bool(full.get("views"))
     train = load_split(full["features"], "train", classes, views=views)
     bf16 = {"auto": pick_dtype("auto", dev) == torch.bfloat16, "bf16": True, "fp32": False}[args.precision or full.get("train_precision", "fp32")]

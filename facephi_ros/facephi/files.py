@@ -1,6 +1,7 @@
 """Saving and loading FacePhi parts: safetensors weights beside a JSON metadata file."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,11 @@ from ..models.lstm import ModelFileError
 
 META = "model.json"
 WEIGHTS = "weights.safetensors"
+
+
+def weights_key(folder: str | Path) -> str:
+    """16 hex digits of the sha256 of a part's weights file: names an encoder in feature caches and provenance."""
+    return hashlib.sha256((Path(folder) / WEIGHTS).read_bytes()).hexdigest()[:16]
 
 
 def save_part(folder: str | Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
