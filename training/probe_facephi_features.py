@@ -10,6 +10,9 @@ feature averaged over the renderings in which it was found, original and mirrore
 on the evaluation's 1,400 stratified FER2013 test images (training/eval_facephi.py `eval_pick`),
 pooled the same way, an image without a face counting as wrong. If a plain head on the same
 features does no better than the LLM's likelihood mode, the encoder is the limit, not the LLM.
+On the stage-1 and stage-2 faces the same two heads are also trained on MediaPipe's 52 blendshapes
+(pooled and mirrored the same way) and on the encoder feature and the blendshapes side by side:
+would giving the LLM the blendshapes as well lift its ceiling?
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mean_over_found
+from facephi_ros.data.sequences import mean_over_found, mirror_normalized
 from facephi_ros.evaluation.metrics import command_line, write_result
 from facephi_ros.facephi.encoder import load_encoder
 from facephi_ros.facephi.files import weights_key
@@ -78,28 +81,37 @@ def main(argv=None) -> int:
     if views:
         found = test.found_any[pick]
         f_test = pooled_features(enc, test.view_landmarks[pick][found], test.view_found[pick][found])
+        b_test = mean_over_found(torch.as_tensor(test.view_blendshapes[pick][found]).float(), torch.as_tensor(test.view_found[pick][found]))
     else:
         found = test.found[pick]
         f_test = enc.encode(test.norm_landmarks[pick][found])
+        b_test = torch.as_tensor(test.blendshapes[pick][found]).float()
     y_test = test.labels[pick]
 
     def acc(logits: torch.Tensor) -> float:
         return float((logits.argmax(1).numpy() == y_test[found]).sum() / len(y_test))
 
-    xs, ys, res = [], [], {}
-    for stage in (1, 2):
-        faces, feats, mirror, ok = stage_data(enc, train, stage, full[f"stage{stage}"].get("train_images", 0), a.seed, views, key)
-        xs += [mean_over_found(feats, ok), mean_over_found(mirror, ok)]
-        ys += [torch.as_tensor(train.labels[faces])] * 2
-        x, y = torch.cat(xs), torch.cat(ys)
-        name = "stage1" if stage == 1 else "stages12"
+    def heads(name: str, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor) -> None:
         with torch.no_grad():
-            res[f"linear_{name}"] = acc(linear_probe(x, y, len(classes))(f_test))
+            res[f"linear_{name}"] = acc(linear_probe(x, y, len(classes))(x_test))
         head = mlp_head(x, y, len(classes))
         with torch.no_grad():
-            res[f"mlp_{name}"] = acc(head(f_test))
-        res[f"train_inputs_{name}"] = int(len(x))
+            res[f"mlp_{name}"] = acc(head(x_test))
         print(f"{name}: linear {res[f'linear_{name}']:.3f}, MLP {res[f'mlp_{name}']:.3f} on {len(x)} inputs", flush=True)
+
+    xs, bs, ys, res = [], [], [], {}
+    for stage in (1, 2):
+        faces, feats, mirror, ok = stage_data(enc, train, stage, full[f"stage{stage}"].get("train_images", 0), a.seed, views, key)
+        shapes = torch.as_tensor(train.view_blendshapes[faces] if views else train.blendshapes[faces][:, None]).float()
+        xs += [mean_over_found(feats, ok), mean_over_found(mirror, ok)]
+        bs += [mean_over_found(shapes, ok), mean_over_found(mirror_normalized(torch.zeros(1, 478, 3), shapes)[1], ok)]
+        ys += [torch.as_tensor(train.labels[faces])] * 2
+        x, b, y = torch.cat(xs), torch.cat(bs), torch.cat(ys)
+        name = "stage1" if stage == 1 else "stages12"
+        heads(name, x, y, f_test)
+        res[f"train_inputs_{name}"] = int(len(x))
+    heads("blendshapes_stages12", b, y, b_test)
+    heads("encoder_blendshapes_stages12", torch.cat([x, b], 1), y, torch.cat([f_test, b_test], 1))
     enc_dir = Path(a.encoder).resolve()
     res.update({"encoder": str(enc_dir.relative_to(REPO) if enc_dir.is_relative_to(REPO) else enc_dir), "encoder_key": key, "n_test": int(len(pick)), "views": views,
                 "detection_rate": float(found.mean()), "command": command_line("python -m training.probe_facephi_features", argv)})
