@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild every shipped weight file from the labelled images (about 4.5 h on 2 CPU cores):
+# Rebuild every shipped weight file from the labelled images (about 5 h on 2 CPU cores):
 # features -> face geometry -> LSTM and per-frame models for 7 and 3 classes -> evaluations
-# -> FacePhi: encoder alignment (45 min), two-stage LLM training and its no-alignment ablation
+# -> FacePhi: encoder alignment (8 epochs, 45 min, then 4 more at a lower rate, 22 min), two-stage LLM training and its no-alignment ablation
 # (run side by side, one thread each, about 70 min) -> FacePhi evaluation.
 #   bash training/rebuild_all.sh [../shared/data/fer2013]
 set -euo pipefail
@@ -16,7 +16,8 @@ for tag in fer7 fer3; do
 done
 $PY -m training.eval_lstm
 $PY -m training.eval_stream
-$PY -m training.align_encoder
+$PY -m training.align_encoder --out runs/encoder_8epochs
+$PY -m training.align_encoder --init runs/encoder_8epochs --epochs 4 --lr 0.0006   # -> models/facephi/encoder
 $PY -m training.train_facephi --threads 1 & main=$!
 $PY -m training.train_facephi --threads 1 --no-alignment --out runs/facephi_noalign & ablation=$!
 wait $main
