@@ -35,7 +35,7 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mean_over_found, mirror_normalized, pick_found_views, random_rotation
+from facephi_ros.data.sequences import mean_over_found, mirror_normalized_landmarks, pick_found_views, random_rotation
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder, to_points
@@ -61,7 +61,7 @@ def augment(lm: torch.Tensor, cfg: dict, gen: torch.Generator) -> torch.Tensor:
     flip = torch.rand(n, generator=gen) < cfg["mirror_p"]
     if flip.any():
         lm = lm.clone()
-        lm[flip] = mirror_normalized(lm[flip], torch.zeros(int(flip.sum()), 52))[0]
+        lm[flip] = mirror_normalized_landmarks(lm[flip])
     lm = lm @ random_rotation(n, cfg["rotation_deg"], gen).transpose(1, 2)
     lm = lm * (1 + cfg["scale_jitter"] * torch.randn(n, 1, 1, generator=gen))
     return lm + cfg["noise"] * torch.randn(lm.shape, generator=gen)

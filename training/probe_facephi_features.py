@@ -28,10 +28,11 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mean_over_found, mirror_normalized
+from facephi_ros.data.sequences import mean_over_found
 from facephi_ros.evaluation.metrics import command_line, write_result
 from facephi_ros.facephi.encoder import load_encoder
 from facephi_ros.facephi.files import weights_key
+from facephi_ros.features.normalize import mirror_blendshapes
 from facephi_ros.models.lstm import ModelFileError
 from facephi_ros.paths import shipped
 from training.align_encoder import linear_probe, pooled_features
@@ -102,9 +103,9 @@ def main(argv=None) -> int:
     xs, bs, ys, res = [], [], [], {}
     for stage in (1, 2):
         faces, feats, mirror, ok = stage_data(enc, train, stage, full[f"stage{stage}"].get("train_images", 0), a.seed, views, key)
-        shapes = torch.as_tensor(train.view_blendshapes[faces] if views else train.blendshapes[faces][:, None]).float()
+        shapes = train.view_blendshapes[faces] if views else train.blendshapes[faces][:, None]
         xs += [mean_over_found(feats, ok), mean_over_found(mirror, ok)]
-        bs += [mean_over_found(shapes, ok), mean_over_found(mirror_normalized(torch.zeros(1, 478, 3), shapes)[1], ok)]
+        bs += [mean_over_found(torch.as_tensor(s).float(), ok) for s in (shapes, mirror_blendshapes(shapes))]
         ys += [torch.as_tensor(train.labels[faces])] * 2
         x, b, y = torch.cat(xs), torch.cat(bs), torch.cat(ys)
         name = "stage1" if stage == 1 else "stages12"

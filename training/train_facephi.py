@@ -30,7 +30,7 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mean_over_found, mirror_normalized, pick_found_views
+from facephi_ros.data.sequences import mean_over_found, mirror_normalized_landmarks, pick_found_views
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder
@@ -66,7 +66,7 @@ def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str
     n, v = view_lm.shape[:2]
     lm = torch.as_tensor(view_lm.reshape(n * v, *view_lm.shape[2:]), dtype=torch.float32)
     feat = enc.encode(lm.numpy(), desc="encoder features").view(n, v, -1)
-    mirror = enc.encode(mirror_normalized(lm, torch.zeros(len(lm), 52))[0].numpy(), desc="mirrored features").view(n, v, -1)
+    mirror = enc.encode(mirror_normalized_landmarks(lm).numpy(), desc="mirrored features").view(n, v, -1)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"feat": feat, "mirror": mirror}, path)
     return feat, mirror

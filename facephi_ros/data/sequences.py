@@ -41,12 +41,16 @@ class SequenceAugment:
     p_mirror: float = 0.5
 
 
-def mirror_normalized(lm: torch.Tensor, bs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mirror pose-free normalised landmarks (x -> -x, partner indices) and blendshapes."""
-    perm = torch.as_tensor(landmark_mirror())
-    out = lm[..., perm, :].clone()
+def mirror_normalized_landmarks(lm: torch.Tensor) -> torch.Tensor:
+    """Mirror pose-free normalised landmarks (..., 478, 3): x -> -x, partner indices."""
+    out = lm[..., torch.as_tensor(landmark_mirror()), :].clone()
     out[..., 0] = -out[..., 0]
-    return out, bs[..., torch.as_tensor(BLENDSHAPE_MIRROR)]
+    return out
+
+
+def mirror_normalized(lm: torch.Tensor, bs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror pose-free normalised landmarks and blendshapes."""
+    return mirror_normalized_landmarks(lm), bs[..., torch.as_tensor(BLENDSHAPE_MIRROR)]
 
 
 def random_rotation(n: int, sigma_deg: torch.Tensor | float, gen: torch.Generator | None = None) -> torch.Tensor:
