@@ -27,6 +27,9 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("run_emotion", "true", "start the LSTM emotion node (/emotion)"),
     LaunchArgument("run_facephi", "true", "start the FacePhi language node (/emotion/description)"),
     LaunchArgument("run_monitor", "false", "start the monitor node that prints what the pipeline sees"),
+    LaunchArgument("hri", "false", "start the ROS4HRI (REP-155) bridge: /humans/faces/... (needs hri_msgs)"),
+    LaunchArgument("autostart", "true", "take the managed (lifecycle) nodes to active at start; false: they wait "
+                   "unconfigured for a lifecycle manager"),
 )
 
 
@@ -35,20 +38,23 @@ class NodeSpec:
     name: str
     executable: str
     enabled_by: str  # launch argument that switches it on/off
+    managed: bool = False  # a lifecycle node (takes the `autostart` parameter)
 
 
 NODES = (
-    NodeSpec("camera", "camera_node", "run_camera"),
-    NodeSpec("face_mesh", "face_mesh_node", "run_face_mesh"),
-    NodeSpec("emotion", "emotion_node", "run_emotion"),
-    NodeSpec("facephi", "facephi_node", "run_facephi"),
+    NodeSpec("camera", "camera_node", "run_camera", managed=True),
+    NodeSpec("face_mesh", "face_mesh_node", "run_face_mesh", managed=True),
+    NodeSpec("emotion", "emotion_node", "run_emotion", managed=True),
+    NodeSpec("facephi", "facephi_node", "run_facephi", managed=True),
     NodeSpec("monitor", "monitor_node", "run_monitor"),
+    NodeSpec("hri_bridge", "hri_bridge_node", "hri"),
 )
 
 
 # A node that dies unexpectedly is restarted after this delay while the others keep running
 # (ROS 2 launch: respawn=True). A node that exits with status 2 could not start (bad model or
-# parameter): then the whole set is stopped, so that nothing is left half-running.
+# parameter, a failed configure transition): then the whole set is stopped, with the node's
+# one-line reason, so that nothing is left half-running. Both launchers follow this policy.
 RESPAWN_DELAY = 2.0
 STARTUP_FAILURE = 2
 
@@ -93,4 +99,7 @@ def plan(args: dict[str, str], default_params_file: str) -> list[NodeLaunch]:
         overrides["camera"]["loop"] = _true(a["loop"])
     if _true(a["debug_image"]):
         overrides["face_mesh"]["publish_debug_image"] = True
+    for n in NODES:
+        if n.managed:
+            overrides[n.name]["autostart"] = _true(a["autostart"])
     return [NodeLaunch(n.name, n.executable, params_file, overrides[n.name]) for n in NODES if _true(a[n.enabled_by])]

@@ -90,6 +90,52 @@ if not os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE"):
 PYEOF
 echo "import _facephi_ros_env" > "$SITE/facephi_ros_env.pth"
 
+# --- 7. upstream ROS packages that PyPI lacks, only when asked (FACEPHI_VENDOR=<folder>) ---------
+# hri_msgs (the ROS4HRI bridge) and composition_interfaces (needed by launch_ros) are built
+# unchanged with CMake into ./install; the real launch and launch_ros are pip-installed, so that
+# launch/emotion.launch.py runs under launch.LaunchService as `ros2 launch` runs it. On a robot
+# they come from the ROS distribution. scripts/test.sh asks for them when ../shared/vendor exists.
+if [ -n "${FACEPHI_VENDOR:-}" ]; then
+  if [ ! -d "$FACEPHI_VENDOR" ]; then
+    log "error: FACEPHI_VENDOR=$FACEPHI_VENDOR is not a folder"; exit 1
+  fi
+  VENDOR=$(cd "$FACEPHI_VENDOR" && pwd)
+  for pkg in composition_interfaces/composition_interfaces hri_msgs; do
+    name=$(basename "$pkg")
+    src="$VENDOR/$pkg"
+    [ -f "$src/CMakeLists.txt" ] || { log "vendor: $src not found, skipping $name"; continue; }
+    vstamp="build/vendor/$name.sha256"
+    vwant=$(cat "$src/CMakeLists.txt" "$src/package.xml" scripts/cmake/rosidl_py_fixup.cmake | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$vstamp" 2>/dev/null)" = "$vwant" ] && "$VPY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('$name') is None)" 2>/dev/null; then
+      log "vendor: $name up to date"; continue
+    fi
+    log "vendor: building $name with CMake into install/ (first time: a minute or two)"
+    mkdir -p build/vendor
+    cmake -S "$src" -B "build/vendor/$name" -G Ninja -Wno-dev \
+      -DCMAKE_PROJECT_INCLUDE="$ROOT/scripts/cmake/rosidl_py_fixup.cmake" \
+      -DCMAKE_PREFIX_PATH="$ROOT/install;$ROOT/.venv" -DCMAKE_INSTALL_PREFIX="$ROOT/install" \
+      -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF >"build/vendor/$name.log" 2>&1 \
+      && cmake --build "build/vendor/$name" >>"build/vendor/$name.log" 2>&1 \
+      && cmake --install "build/vendor/$name" >>"build/vendor/$name.log" 2>&1 \
+      || { tail -30 "build/vendor/$name.log"; log "error: building $name failed"; exit 1; }
+    echo "$vwant" > "$vstamp"
+  done
+  for pkg in launch/launch launch_ros/launch_ros; do
+    src="$VENDOR/$pkg"
+    [ -f "$src/setup.py" ] || { log "vendor: $src not found, skipping"; continue; }
+    name=$(basename "$pkg")
+    if "$VPY" -c "import importlib.metadata as m, sys; sys.exit(m.version('$name') != '$(sed -n "s/.*version='\([^']*\)'.*/\1/p" "$src/setup.py")')" 2>/dev/null; then
+      log "vendor: $name up to date"; continue
+    fi
+    log "vendor: installing $name from $src"
+    "$VPY" -m pip install -q --disable-pip-version-check osrf-pycommon
+    tmp=$(mktemp -d)  # the vendor folder may be read-only: build from a copy
+    cp -r "$src" "$tmp/$name"
+    "$VPY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation "$tmp/$name"
+    rm -rf "$tmp"
+  done
+fi
+
 "$VPY" -c 'import facephi_ros.msg as m; m.FaceLandmarksArray; m.EmotionEstimate' \
   || { log "error: the message build is not importable (see build/build.log)"; exit 1; }
 log "ready: $ROOT/.venv (messages in $ROOT/install)"

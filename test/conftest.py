@@ -12,8 +12,10 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("FACEPHI_DATA", REPO.parent / "shared" / "data"))
 FACES = DATA / "faces"
 
-# One DDS domain per test session, so parallel sessions and robots on the network do not mix.
-os.environ["ROS_DOMAIN_ID"] = str(random.Random(os.getpid()).randint(101, 200))
+# DDS domains of their own: each test module gets a fresh domain id (the `ros` fixture), so that
+# neither parallel sessions, robots on the network nor a previous module's processes mix in.
+_DOMAINS = iter(range(random.Random(os.getpid()).randint(1, 100), 233))
+os.environ["ROS_DOMAIN_ID"] = str(next(_DOMAINS))
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("GLOG_minloglevel", "2")
 
@@ -29,12 +31,15 @@ def faces_dir() -> Path:
     return need(FACES)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ros():
-    """rclpy initialised once for the test process (the side that feeds and listens)."""
+    """rclpy for the test process (the side that feeds and listens), in a DDS domain of the
+    module's own; node processes started in the module inherit it through ROS_DOMAIN_ID."""
     import rclpy
 
-    rclpy.init()
+    domain = next(_DOMAINS)
+    os.environ["ROS_DOMAIN_ID"] = str(domain)
+    rclpy.init(domain_id=domain)
     yield rclpy
     rclpy.try_shutdown()
 

@@ -28,6 +28,7 @@ class NodeProcess:
         lib_dir, params_file = package_paths()
         self.tmp = tempfile.TemporaryDirectory(prefix=f"facephi-{name}-")
         cmd = [str(lib_dir / executable), "--ros-args", "-r", f"__node:={name}", "--params-file", str(params_file)]
+        params = {"autostart": True} | (params or {})  # as the launchers start them (plain nodes ignore it)
         if params:
             f = Path(self.tmp.name) / "params.yaml"
             f.write_text(yaml.safe_dump({name: {"ros__parameters": params}}))
@@ -124,6 +125,15 @@ class Probe:
             time.sleep(0.05)
         return False
 
+    def wait_until(self, topic: str, pred, timeout: float = 20.0) -> bool:
+        """Wait until pred(messages received on topic so far) is true."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if pred(self.messages(topic)):
+                return True
+            time.sleep(0.05)
+        return False
+
     def wait_subscribers(self, pub, n: int = 1, timeout: float = 20.0) -> bool:
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
@@ -131,6 +141,86 @@ class Probe:
                 return True
             time.sleep(0.05)
         return False
+
+    def wait_publishers(self, topic: str, n: int = 1, timeout: float = 20.0) -> bool:
+        """Discovery from this side: `n` publishers matched on `topic` (needs a subscription)."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            subs = [s for s in self.node.subscriptions if s.topic_name == topic]
+            if subs and all(s.get_publisher_count() >= n for s in subs):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def diagnostics(self, node_name: str) -> list[dict]:
+        """The /diagnostics values published so far by the node `node_name` (needs subscribe)."""
+        out = []
+        for d in self.messages("/diagnostics"):
+            for st in d.status:
+                if st.name.rsplit("/", 1)[-1] == node_name:
+                    out.append({kv.key: kv.value for kv in st.values} | {"_message": st.message})
+        return out
+
+    def wait_diagnostic(self, node_name: str, pred, timeout: float = 20.0) -> bool:
+        """Wait for a /diagnostics status of `node_name` whose values satisfy pred(dict)."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if any(pred(v) for v in self.diagnostics(node_name)):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _call(self, srv_type, name: str, request, timeout: float):
+        key = (srv_type, name)
+        clients = self.__dict__.setdefault("_clients", {})
+        if key not in clients:
+            clients[key] = self.node.create_client(srv_type, name)
+        client = clients[key]
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} not available after {timeout} s")
+        done = threading.Event()
+        future = client.call_async(request)
+        future.add_done_callback(lambda f: done.set())
+        if not done.wait(timeout):
+            raise TimeoutError(f"no answer from {name} within {timeout} s")
+        return future.result()
+
+    def change_state(self, node_name: str, transition: str, timeout: float = 60.0) -> bool:
+        """Drive a lifecycle transition through the standard service /<node>/change_state.
+        transition: configure, activate, deactivate, cleanup or shutdown (from the current state)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        if transition == "shutdown":
+            transition = {"unconfigured": "unconfigured_shutdown", "inactive": "inactive_shutdown",
+                          "active": "active_shutdown"}[self.get_state(node_name)]
+        req = ChangeState.Request()
+        req.transition = Transition(id=getattr(Transition, f"TRANSITION_{transition.upper()}"))
+        return self._call(ChangeState, f"/{node_name}/change_state", req, timeout).success
+
+    def get_state(self, node_name: str, timeout: float = 20.0) -> str:
+        """The lifecycle state's label (unconfigured, inactive, active, finalized), via /<node>/get_state."""
+        from lifecycle_msgs.srv import GetState
+
+        return self._call(GetState, f"/{node_name}/get_state", GetState.Request(), timeout).current_state.label
+
+    def handshake(self, pub, make_msg, topic: str, match, timeout: float = 30.0, period: float = 0.2) -> bool:
+        """Publish make_msg() every `period` s until a message on `topic` satisfies match(msg):
+        proof that the node under test receives what this probe publishes (discovery done on
+        both sides), instead of a guessed sleep after discovery."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            pub.publish(make_msg())
+            t_next = time.monotonic() + period
+            while time.monotonic() < t_next:
+                if any(match(m) for m in self.messages(topic)):
+                    return True
+                time.sleep(0.02)
+        return False
+
+    def clear(self, topic: str) -> None:
+        with self.lock:
+            self.received[topic] = []
 
     def now(self):
         return self.node.get_clock().now().to_msg()

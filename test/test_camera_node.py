@@ -16,12 +16,23 @@ def stamps_ns(msgs):
 
 
 def test_video_file_frames_sizes_and_stamps(probe, faces_dir):
+    """A finite video: the camera starts inactive, and is activated only once discovery is done
+    on both sides (the probe sees the publisher; the camera reports a matched subscriber), so no
+    frame is lost to discovery however busy the machine is."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
     probe.subscribe(Image, IMAGE_TOPIC, SENSOR_QOS)
+    probe.subscribe(DiagnosticArray, "/diagnostics")
     t0 = time.time_ns()
-    params = {"source": str(faces_dir / "single_face.mp4"), "loop": False, "width": 320, "height": 0, "fps": 30.0}
+    params = {"source": str(faces_dir / "single_face.mp4"), "loop": False, "width": 320, "height": 0, "fps": 30.0,
+              "autostart": False}
     with NodeProcess("camera_node", "camera", params) as cam:
+        assert probe.change_state("camera", "configure"), cam.log
+        assert probe.wait_publishers(IMAGE_TOPIC), "the probe never saw the camera's publisher"
+        assert probe.wait_diagnostic("camera", lambda v: int(v.get("subscribers") or 0) >= 1), cam.log
+        assert probe.messages(IMAGE_TOPIC) == []  # configured, inactive: nothing published
+        assert probe.change_state("camera", "activate"), cam.log
         assert cam.wait_log("end of video", 30), cam.log
-        time.sleep(0.5)
         assert cam.alive()  # a finished file is not a crash
     msgs = probe.messages(IMAGE_TOPIC)
     assert len(msgs) >= 60, f"{len(msgs)} of 72 frames"  # best effort on localhost: nearly all

@@ -3,7 +3,8 @@
 Parameters: source ('' = the bundled default video; '0' or '/dev/video0' = a device; a path =
 a video file; a URL = a network stream), loop, width, height (0 = native), fps (0 = the
 source's own rate), frame_id, reconnect_period (s), max_frames (0 = unlimited).
-Publishes /camera/image_raw (bgr8, sensor-data QoS, stamped at capture) and /diagnostics.
+Publishes /camera/image_raw (bgr8, sensor-data QoS, stamped at capture) while active, and
+/diagnostics (with the lifecycle state and the number of matched subscribers) in every state.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import array
 import threading
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from ..assets import asset_path
@@ -19,35 +19,67 @@ from ..camera.source import FrameSource, Pacer, SourceError
 from .common import (
     IMAGE_TOPIC,
     SENSOR_QOS,
-    Diagnostics,
+    ManagedNode,
     StartupError,
-    declare,
     run_node,
 )
 
 
-class CameraNode(Node):
-    def __init__(self):
-        super().__init__("camera")
-        p = declare(self, {"source": "", "loop": False, "width": 0, "height": 0, "fps": 0.0,
-                           "frame_id": "camera", "reconnect_period": 1.0, "max_frames": 0})
-        self.p = p
-        source = p["source"] or str(asset_path("default_video"))
+class CameraNode(ManagedNode):
+    """Managed node: configure checks the parameters and the source (a missing file fails the
+    transition), activate opens the source and starts publishing, deactivate stops and releases
+    the device (another program may use it), cleanup frees the publisher."""
+
+    def __init__(self, **kwargs):
+        super().__init__("camera", {"source": "", "loop": False, "width": 0, "height": 0, "fps": 0.0,
+                                    "frame_id": "camera", "reconnect_period": 1.0, "max_frames": 0}, **kwargs)
+        self.src: FrameSource | None = None
+        self.pub = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.diag.watch("subscribers", lambda: self.pub.get_subscription_count() if self.pub is not None else 0)
+
+    def configure(self) -> None:
+        p = self.p
+        if p["width"] < 0 or p["height"] < 0 or p["fps"] < 0 or not p["reconnect_period"] > 0 or p["max_frames"] < 0:
+            raise StartupError(f"width, height, fps and max_frames must be >= 0 and reconnect_period > 0 (got "
+                               f"{p['width']}, {p['height']}, {p['fps']}, {p['max_frames']}, {p['reconnect_period']})")
+        self.source = p["source"] or str(asset_path("default_video"))
         try:
-            self.src = FrameSource(source, p["width"], p["height"], p["fps"], p["loop"])
+            self.src = FrameSource(self.source, p["width"], p["height"], p["fps"], p["loop"])
         except SourceError as e:
             raise StartupError(str(e)) from None
-        self.pub = self.create_publisher(Image, IMAGE_TOPIC, SENSOR_QOS)
-        self.diag = Diagnostics(self)
-        self.diag.set("source", source)
-        self._stop = threading.Event()
-        if self.src.cap is None:
-            self.get_logger().error(f"cannot open camera {source}; retrying every {p['reconnect_period']} s")
-            self.diag.status(DiagnosticStatus.ERROR, "source not available")
+        self.src.release()  # the device is held only while active
+        self.pub = self.create_lifecycle_publisher(Image, IMAGE_TOPIC, SENSOR_QOS)
+        self.diag.set("source", self.source)
+
+    def activate(self) -> None:
+        self.src.frames_read = 0
+        if self.src.open():
+            self.get_logger().info(f"capturing {self.source} at {self.src.fps:.1f} Hz")
         else:
-            self.get_logger().info(f"capturing {source} at {self.src.fps:.1f} Hz")
+            self.get_logger().error(f"cannot open camera {self.source}; retrying every {self.p['reconnect_period']} s")
+            self.diag.status(DiagnosticStatus.ERROR, "source not available")
+        self._stop.clear()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
+
+    def deactivate(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        if self.src is not None:
+            self.src.release()
+            self.get_logger().info(f"released {self.source}")
+
+    def cleanup(self) -> None:
+        if self.src is not None:
+            self.src.release()
+            self.src = None
+        if self.pub is not None:
+            self.destroy_lifecycle_publisher(self.pub)
+            self.pub = None
 
     def _loop(self) -> None:
         pacer = Pacer(self.src.fps)
@@ -93,11 +125,6 @@ class CameraNode(Node):
                 break
             if not self.src.live:
                 pacer.wait()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2.0)
-        self.src.release()
 
 
 def main(args=None) -> int:

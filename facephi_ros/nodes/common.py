@@ -1,4 +1,5 @@
-"""What every facephi_ros node shares: QoS profiles, topic names, /diagnostics, start-up."""
+"""What every facephi_ros node shares: QoS profiles, topic names, /diagnostics, the managed
+(lifecycle) node base and start-up."""
 from __future__ import annotations
 
 import sys
@@ -10,6 +11,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import (
     HistoryPolicy,
@@ -51,6 +53,7 @@ class Diagnostics:
         self.counters: dict[str, int] = {}
         self.gauges: dict[str, object] = {}
         self._times: deque = deque(maxlen=1000)
+        self._watched: dict[str, object] = {}
         self._lock = threading.Lock()
         self._last_frames = 0
         self._last_t = time.monotonic()
@@ -71,6 +74,10 @@ class Diagnostics:
         with self._lock:
             self.gauges[key] = value
 
+    def watch(self, key: str, fn) -> None:
+        """A gauge read at each publication: fn() -> value (e.g. matched subscribers)."""
+        self._watched[key] = fn
+
     def status(self, level: int, message: str) -> None:
         self.level, self.message = level, message
 
@@ -86,7 +93,12 @@ class Diagnostics:
                       "processing_ms_p95": round(float(np.percentile(times, 95)), 3)}
             values.update(self.counters)
             values.update(self.gauges)
-            return values
+        for key, fn in list(self._watched.items()):
+            try:
+                values[key] = fn()
+            except Exception:  # a watched entity torn down by a transition
+                values[key] = None
+        return values
 
     def publish(self) -> None:
         values = self.snapshot()
@@ -131,32 +143,181 @@ def report_bad_input(node: Node, diag: "Diagnostics", throttle: LogThrottle, kin
         node.get_logger().error(text)
 
 
+class ManagedNode(LifecycleNode):
+    """Base of the facephi_ros managed (lifecycle, REP-2002) nodes.
+
+    Subclasses declare their parameters through `params` and override:
+      configure()  validate parameters, load models, create publishers (raise StartupError: one line);
+      activate()   start work: subscriptions, worker threads, devices;
+      deactivate() stop work and release devices (must tolerate a partial activate);
+      cleanup()    free what configure() took (must tolerate a partial configure).
+    Parameters are read again at each configure. /diagnostics is published in every state,
+    with the lifecycle state as a value. With the parameter `autostart` (true in the launch
+    file and the launcher) run_node takes the node to active itself; without it a lifecycle
+    manager drives the standard services (/<node>/change_state, /<node>/get_state).
+    """
+
+    def __init__(self, name: str, params: dict, **kwargs):
+        super().__init__(name, **kwargs)
+        self.p = declare(self, {"autostart": False} | params)
+        self.configured = False
+        self.active = False
+        self.startup_error: str | None = None
+        self.throttle = LogThrottle()
+        self.diag = Diagnostics(self)
+        self._set_state("unconfigured")
+
+    # -- overridden by the nodes --------------------------------------------------------------
+    def configure(self) -> None:
+        pass
+
+    def activate(self) -> None:
+        pass
+
+    def deactivate(self) -> None:
+        pass
+
+    def cleanup(self) -> None:
+        pass
+
+    # -- lifecycle callbacks -------------------------------------------------------------------
+    def _set_state(self, label: str) -> None:
+        self.diag.set("lifecycle_state", label)
+        if label == "unconfigured" and self.startup_error:
+            self.diag.status(DiagnosticStatus.ERROR, self.startup_error)
+        else:
+            self.diag.status(DiagnosticStatus.OK, "ok" if label == "active" else label)
+
+    def _fail(self, step: str, e: BaseException) -> TransitionCallbackReturn:
+        """One clear line for a failed transition (none when the context is going away: Ctrl-C)."""
+        if isinstance(e, (StartupError, _asset_error())):
+            text = str(e)
+        else:
+            text = f"{step} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        if self.context.ok():
+            self.startup_error = text if step == "configure" else self.startup_error
+            self.get_logger().error(text)
+        return TransitionCallbackReturn.FAILURE
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.p = {k: self.get_parameter(k).value for k in self.p}
+        self.startup_error = None
+        try:
+            self.configure()
+        except Exception as e:
+            self._safe(self.cleanup)
+            ret = self._fail("configure", e)
+            self._set_state("unconfigured")
+            return ret
+        self.configured = True
+        self._set_state("inactive")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        ret = super().on_activate(state)  # enables the lifecycle publishers
+        try:
+            self.activate()
+        except Exception as e:
+            self._safe(self.deactivate)
+            super().on_deactivate(state)
+            return self._fail("activate", e)
+        self.active = True
+        self._set_state("active")
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.active = False
+        self._safe(self.deactivate)
+        self._set_state("inactive")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._safe(self.cleanup)
+        self.configured = False
+        self._set_state("unconfigured")
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        self._set_state("finalized")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.close()
+        self._set_state("unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _safe(self, fn) -> None:
+        try:
+            fn()
+        except Exception as e:  # tearing down must not fail a transition
+            if self.context.ok():
+                self.get_logger().warning(f"{fn.__name__}: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        """Leave whatever state the node is in: deactivate, then clean up (idempotent)."""
+        if self.active:
+            self.active = False
+            self._safe(self.deactivate)
+        if self.configured:
+            self.configured = False
+            self._safe(self.cleanup)
+
+    def bring_up(self) -> bool:
+        """configure + activate (autostart); False when a transition failed (already logged)."""
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return False
+        return self.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+    def bad_input(self, kind: str, text: str) -> None:
+        report_bad_input(self, self.diag, self.throttle, kind, text)
+
+
+def _asset_error():
+    from ..assets import AssetError
+
+    return AssetError
+
+
 def run_node(factory, args=None) -> int:
     """Start a node made by `factory()`, spin it until Ctrl-C / SIGTERM / shutdown.
 
-    A StartupError (or a model-file error) becomes one line on stderr and exit status 2, with
-    nothing left running; Ctrl-C and SIGTERM exit 0 after the node's own clean-up.
+    A managed node with `autostart` is taken to active first; a failed configure (a bad
+    parameter, a missing model) was logged as one line and exits with status 2, nothing left
+    running. A plain node's StartupError is printed as one line, also status 2. Ctrl-C and
+    SIGTERM exit 0 after the node's own clean-up, also when they arrive while the node is still
+    starting (no traceback from a context that went away).
     """
-    from ..assets import AssetError
+    from rclpy.exceptions import ParameterException
 
-    rclpy.init(args=args if args is not None else sys.argv)
     node = None
     code = 0
     try:
+        rclpy.init(args=args if args is not None else sys.argv)
         node = factory()
-        rclpy.spin(node)
-    except (StartupError, AssetError) as e:
+        if isinstance(node, ManagedNode) and node.p.get("autostart") and not node.bring_up():
+            code = 2 if rclpy.ok() else 0
+        else:
+            rclpy.spin(node)
+    except (StartupError, _asset_error(), ParameterException) as e:
         name = node.get_name() if node else getattr(factory, "__name__", "node")
-        print(f"[facephi_ros] {name}: error: {e}", file=sys.stderr, flush=True)
+        print(f"[facephi_ros] {name}: error: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
         code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
+        # stopped while starting: the context went away under the node being built
     finally:
         if node is not None:
             close = getattr(node, "close", None)
             if close:
                 close()
-            node.destroy_node()
+            try:
+                node.destroy_node()
+            except Exception:
+                pass
         if rclpy.ok():
             rclpy.try_shutdown()
     return code

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 
-from rclpy.node import Node
 
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 
@@ -18,35 +17,58 @@ from ..models.lstm import ModelFileError
 from .common import (
     EMOTION_TOPIC,
     FACES_TOPIC,
-    Diagnostics,
-    LogThrottle,
+    ManagedNode,
     StartupError,
-    declare,
     reliable_qos,
-    report_bad_input,
     run_node,
 )
 from .convert import MessageError, make_estimate, msg_to_arrays
 
 
-class EmotionNode(Node):
-    def __init__(self):
-        super().__init__("emotion")
-        p = declare(self, {"model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
-                           "expect_classes": [""]})
+class EmotionNode(ManagedNode):
+    """Managed node: configure loads and checks the model (a missing, corrupt or mismatched model
+    fails the transition), activate subscribes to landmarks, deactivate unsubscribes and forgets
+    every face's window, cleanup frees the model."""
+
+    def __init__(self, **kwargs):
+        super().__init__("emotion", {"model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
+                                     "expect_classes": [""]}, **kwargs)
+        self.est = self.pub = self.sub = self.timer = None
+
+    def configure(self) -> None:
+        p = self.p
+        if p["window"] < 0 or not p["forget_after"] > 0 or p["max_faces"] < 1:
+            raise StartupError(f"window must be >= 0, forget_after > 0 and max_faces >= 1 (got {p['window']}, "
+                               f"{p['forget_after']}, {p['max_faces']})")
         expect = [c for c in p["expect_classes"] if c]
         try:
             self.est = EmotionEstimator(p["model_dir"] or None, p["window"] or None, p["forget_after"], p["max_faces"],
                                         expect or None)
         except ModelFileError as e:
             raise StartupError(str(e)) from None
-        self.pub = self.create_publisher(EmotionEstimate, EMOTION_TOPIC, reliable_qos(50))
-        self.diag = Diagnostics(self)
-        self.throttle = LogThrottle()
+        self.pub = self.create_lifecycle_publisher(EmotionEstimate, EMOTION_TOPIC, reliable_qos(50))
+        self.get_logger().info(f"emotion model {self.est.name}: classes {self.est.classes}, window {self.est.window} frames")
+
+    def activate(self) -> None:
         self.sub = self.create_subscription(FaceLandmarksArray, FACES_TOPIC, self._on_faces, reliable_qos())
         # forget faces also while no landmarks arrive (a face-mesh restart reuses ids)
-        self.create_timer(0.5, lambda: self.est.forget())
-        self.get_logger().info(f"emotion model {self.est.name}: classes {self.est.classes}, window {self.est.window} frames")
+        self.timer = self.create_timer(0.5, lambda: self.est.forget())
+
+    def deactivate(self) -> None:
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        if self.timer is not None:
+            self.destroy_timer(self.timer)
+            self.timer = None
+        if self.est is not None:
+            self.est.windows.clear()
+
+    def cleanup(self) -> None:
+        self.est = None
+        if self.pub is not None:
+            self.destroy_lifecycle_publisher(self.pub)
+            self.pub = None
 
     def _on_faces(self, msg: FaceLandmarksArray) -> None:
         t0 = time.perf_counter()
@@ -54,19 +76,19 @@ class EmotionNode(Node):
         faces, seen = [], set()
         for f in msg.faces:
             if f.face_id == 0 or f.face_id in seen:
-                report_bad_input(self, self.diag, self.throttle, "bad_face_ids",
+                self.bad_input("bad_face_ids",
                                  f"face skipped: face id {f.face_id} is {'zero' if f.face_id == 0 else 'repeated in one frame'}")
                 continue
             w = self.est.windows.get(f.face_id)
             if w is not None and t <= w.last_t:
                 kind = "duplicate_stamps" if t == w.last_t else "out_of_order_stamps"
-                report_bad_input(self, self.diag, self.throttle, kind,
+                self.bad_input(kind,
                                  f"face {f.face_id} skipped: stamp {t:.3f} s is not after its previous frame ({kind.replace('_', ' ')})")
                 continue
             try:
                 lm, bs, mat = msg_to_arrays(f)
             except MessageError as e:
-                report_bad_input(self, self.diag, self.throttle, "bad_faces", f"face skipped: {e}")
+                self.bad_input("bad_faces", f"face skipped: {e}")
                 continue
             seen.add(f.face_id)
             faces.append((f.face_id, lm, bs, mat))

@@ -16,7 +16,6 @@ import time
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.node import Node
 from sensor_msgs.msg import Image
 
 from facephi_ros.msg import FaceLandmarksArray
@@ -29,11 +28,9 @@ from .common import (
     FACES_TOPIC,
     IMAGE_TOPIC,
     SENSOR_QOS,
-    Diagnostics,
-    LogThrottle,
-    declare,
+    ManagedNode,
+    StartupError,
     reliable_qos,
-    report_bad_input,
     run_node,
 )
 from .convert import face_to_msg, make_array
@@ -44,29 +41,66 @@ from .latest import LatestSlot
 TIME_RESET_S = 1.0
 
 
-class FaceMeshNode(Node):
-    def __init__(self):
-        super().__init__("face_mesh")
-        self.p = declare(self, {
+class FaceMeshNode(ManagedNode):
+    """Managed node: configure checks the parameters and loads the landmarker (a missing or
+    corrupt model fails the transition), activate subscribes to images and starts the worker,
+    deactivate stops both and forgets the tracks, cleanup closes the landmarker."""
+
+    def __init__(self, **kwargs):
+        super().__init__("face_mesh", {
             "model_path": "", "num_faces": 4, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
-        })
-        self.landmarker = self._make_landmarker()  # AssetError -> one line, exit 2 (run_node)
-        self.tracker = FaceTracker(max_missed=self.p["max_missed_frames"], min_hits=self.p["min_hits"])
-        self.pub = self.create_publisher(FaceLandmarksArray, FACES_TOPIC, reliable_qos())
-        self.debug_pub = self.create_publisher(Image, DEBUG_IMAGE_TOPIC, SENSOR_QOS) if self.p["publish_debug_image"] else None
-        self.diag = Diagnostics(self)
-        self.throttle = LogThrottle()
+        }, **kwargs)
+        self.landmarker: Landmarker | None = None
+        self.pub = self.debug_pub = self.sub = None
+        self._worker: threading.Thread | None = None
+        self._running = False
+
+    def configure(self) -> None:
+        p = self.p
+        if p["num_faces"] < 1 or p["max_missed_frames"] < 0 or p["min_hits"] < 1 or p["max_image_pixels"] < 1:
+            raise StartupError(f"num_faces and min_hits must be >= 1, max_missed_frames >= 0, max_image_pixels >= 1 (got "
+                               f"{p['num_faces']}, {p['min_hits']}, {p['max_missed_frames']}, {p['max_image_pixels']})")
+        for k in ("min_detection_confidence", "min_presence_confidence", "min_tracking_confidence"):
+            if not 0.0 <= p[k] <= 1.0:
+                raise StartupError(f"{k} must be within [0, 1], got {p[k]}")
+        self.landmarker = self._make_landmarker()  # AssetError: one line, the transition fails
+        self.tracker = FaceTracker(max_missed=p["max_missed_frames"], min_hits=p["min_hits"])
+        self.pub = self.create_lifecycle_publisher(FaceLandmarksArray, FACES_TOPIC, reliable_qos())
+        if p["publish_debug_image"]:
+            self.debug_pub = self.create_lifecycle_publisher(Image, DEBUG_IMAGE_TOPIC, SENSOR_QOS)
+        self.get_logger().info(f"face mesh ready: up to {p['num_faces']} faces, debug image "
+                               f"{'on' if self.debug_pub else 'off'}")
+
+    def activate(self) -> None:
         self.slot = LatestSlot()
-        self._last_ts_ms = None
         self._dropped_reported = 0
-        self.sub = self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_QOS)
+        self._last_ts_ms = None
+        self.tracker.reset()
         self._running = True
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
-        self.get_logger().info(f"face mesh ready: up to {self.p['num_faces']} faces, debug image "
-                               f"{'on' if self.debug_pub else 'off'}")
+        self.sub = self.create_subscription(Image, IMAGE_TOPIC, self._on_image, SENSOR_QOS)
+
+    def deactivate(self) -> None:
+        if self.sub is not None:
+            self.destroy_subscription(self.sub)
+            self.sub = None
+        self._running = False
+        if self._worker is not None:
+            self.slot.close()
+            self._worker.join(timeout=5.0)
+            self._worker = None
+
+    def cleanup(self) -> None:
+        if self.landmarker is not None:
+            self.landmarker.close()
+            self.landmarker = None
+        for pub in (self.pub, self.debug_pub):
+            if pub is not None:
+                self.destroy_lifecycle_publisher(pub)
+        self.pub = self.debug_pub = None
 
     def _make_landmarker(self) -> Landmarker:
         return Landmarker(self.p["model_path"] or None, num_faces=self.p["num_faces"], video=self.p["video_mode"],
@@ -80,7 +114,7 @@ class FaceMeshNode(Node):
             self.diag.count("dropped")
 
     def _bad(self, kind: str, text: str) -> None:
-        report_bad_input(self, self.diag, self.throttle, kind, text)
+        self.bad_input(kind, text)
 
     def _work(self) -> None:
         while self._running:
@@ -141,12 +175,6 @@ class FaceMeshNode(Node):
         out = Image(height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3, data=array.array("B", img.tobytes()))
         out.header = src.header
         return out
-
-    def close(self) -> None:
-        self._running = False
-        self.slot.close()
-        self._worker.join(timeout=2.0)
-        self.landmarker.close()
 
 
 def main(args=None) -> int:

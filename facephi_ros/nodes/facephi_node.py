@@ -30,7 +30,6 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 
 import numpy as np
-from rclpy.node import Node
 
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 
@@ -43,12 +42,9 @@ from .common import (
     DESCRIPTION_TOPIC,
     EMOTION_TOPIC,
     FACES_TOPIC,
-    Diagnostics,
-    LogThrottle,
+    ManagedNode,
     StartupError,
-    declare,
     reliable_qos,
-    report_bad_input,
     run_node,
 )
 from .convert import MessageError, make_estimate, msg_to_arrays
@@ -67,39 +63,65 @@ class Pending:
     received: float
 
 
-class FacePhiNode(Node):
-    def __init__(self):
-        super().__init__("facephi")
-        p = declare(self, {"model_dir": "", "llm": "", "mode": "answer", "rate_hz": 2.0, "max_faces": 8,
-                           "only_on_change": False, "pool_frames": POOL_FRAMES, "pool_seconds": 0.5, "max_new_tokens": 16, "device": "auto", "threads": 0,
-                           "dtype": "auto"})
+class FacePhiNode(ManagedNode):
+    """Managed node: configure checks the parameters and loads FacePhi (encoder, projector, LLM;
+    a missing model fails the transition), activate subscribes and starts the answering worker,
+    deactivate stops both and drops waiting faces, cleanup frees the models."""
+
+    def __init__(self, **kwargs):
+        super().__init__("facephi", {
+            "model_dir": "", "llm": "", "mode": "answer", "rate_hz": 2.0, "max_faces": 8, "only_on_change": False,
+            "pool_frames": POOL_FRAMES, "pool_seconds": 0.5, "max_new_tokens": 16, "device": "auto", "threads": 0,
+            "dtype": "auto"}, **kwargs)
+        self.rt = self.pub = self.sub = self.sub_lstm = self.worker = None
+        self.lock = threading.Condition()
+        self.stop = threading.Event()
+
+    def configure(self) -> None:
+        p = self.p
         if p["mode"] not in MODES:
             raise StartupError(f"mode must be one of {MODES}, got '{p['mode']}'")
         if not p["rate_hz"] > 0 or p["max_faces"] < 1 or p["pool_frames"] < 1 or not p["pool_seconds"] >= 0:
             raise StartupError(f"rate_hz must be > 0, max_faces and pool_frames >= 1, pool_seconds >= 0 (got {p['rate_hz']}, "
                                f"{p['max_faces']}, {p['pool_frames']}, {p['pool_seconds']})")
-        self.p = p
         try:
             from ..facephi.runtime import FacePhiRuntime
             t0 = time.monotonic()
             self.rt = FacePhiRuntime(p["model_dir"] or None, p["llm"], p["device"], p["threads"], p["dtype"])
         except (ModelFileError, AssetError, ValueError) as e:
             raise StartupError(str(e)) from None
+        self.pub = self.create_lifecycle_publisher(EmotionEstimate, DESCRIPTION_TOPIC, reliable_qos(20))
+        self.get_logger().info(f"{self.rt.name} ready in {time.monotonic() - t0:.1f} s: mode {p['mode']}, "
+                               f"at most {p['rate_hz']} answers/s, classes {self.rt.classes}")
+
+    def activate(self) -> None:
         self.pending: OrderedDict[int, Pending] = OrderedDict()
         self.recent: OrderedDict[int, deque[Pending]] = OrderedDict()  # face -> its last frames (pooling)
         self.lstm: dict[int, tuple[str, float, float, float]] = {}  # face -> (label, valence, arousal, time)
         self.answered_label: dict[int, str] = {}
-        self.lock = threading.Condition()
-        self.stop = threading.Event()
-        self.pub = self.create_publisher(EmotionEstimate, DESCRIPTION_TOPIC, reliable_qos(20))
-        self.diag = Diagnostics(self)
-        self.throttle = LogThrottle()
-        self.sub = self.create_subscription(FaceLandmarksArray, FACES_TOPIC, self._on_faces, reliable_qos())
-        self.sub_lstm = self.create_subscription(EmotionEstimate, EMOTION_TOPIC, self._on_lstm, reliable_qos(50))
+        self.stop.clear()
         self.worker = threading.Thread(target=self._work, name="facephi-worker", daemon=True)
         self.worker.start()
-        self.get_logger().info(f"{self.rt.name} ready in {time.monotonic() - t0:.1f} s: mode {p['mode']}, "
-                               f"at most {p['rate_hz']} answers/s, classes {self.rt.classes}")
+        self.sub = self.create_subscription(FaceLandmarksArray, FACES_TOPIC, self._on_faces, reliable_qos())
+        self.sub_lstm = self.create_subscription(EmotionEstimate, EMOTION_TOPIC, self._on_lstm, reliable_qos(50))
+
+    def deactivate(self) -> None:
+        for sub in (self.sub, self.sub_lstm):
+            if sub is not None:
+                self.destroy_subscription(sub)
+        self.sub = self.sub_lstm = None
+        self.stop.set()
+        with self.lock:
+            self.lock.notify_all()
+        if self.worker is not None:
+            self.worker.join(timeout=10)  # an answer in progress finishes first
+            self.worker = None
+
+    def cleanup(self) -> None:
+        self.rt = None
+        if self.pub is not None:
+            self.destroy_lifecycle_publisher(self.pub)
+            self.pub = None
 
     # -- callbacks: cheap, never wait for the model -------------------------------------------
     def _on_lstm(self, msg: EmotionEstimate) -> None:
@@ -116,7 +138,7 @@ class FacePhiNode(Node):
             try:
                 lm, bs, mat = msg_to_arrays(f)
             except MessageError as e:
-                report_bad_input(self, self.diag, self.throttle, "bad_faces", f"face skipped: {e}")
+                self.bad_input("bad_faces", f"face skipped: {e}")
                 continue
             item = Pending(msg.header, lm, bs, mat, max(msg.image_width, 1), max(msg.image_height, 1), now)
             with self.lock:
@@ -181,7 +203,7 @@ class FacePhiNode(Node):
             try:
                 self._answer(face_id, item)
             except (ValueError, RuntimeError) as e:
-                report_bad_input(self, self.diag, self.throttle, "failed_answers", f"face {face_id}: no answer ({str(e).splitlines()[0][:160]})")
+                self.bad_input("failed_answers", f"face {face_id}: no answer ({str(e).splitlines()[0][:160]})")
 
     def _answer(self, face_id: int, item: Pending) -> None:
         t0 = time.perf_counter()
@@ -210,12 +232,6 @@ class FacePhiNode(Node):
         self.diag.set("pooled_frames", len(frames))
         self.diag.time(time.perf_counter() - t0)
         self.diag.set("answer_age_ms", round(1000 * (time.monotonic() - item.received), 1))
-
-    def close(self) -> None:
-        self.stop.set()
-        with self.lock:
-            self.lock.notify_all()
-        self.worker.join(timeout=10)
 
 
 def main(args=None) -> int:
