@@ -75,6 +75,57 @@ class NodeProcess:
         self.tmp.cleanup()
 
 
+class LineReader:
+    """Collects a process's stdout lines in a thread, so that no read blocks a test."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.lines = proc, []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        for line in self.proc.stdout:
+            with self._lock:
+                self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        with self._lock:
+            return "".join(self.lines)
+
+    def wait(self, text: str, timeout: float = 60.0) -> bool:
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            if text in self.text:
+                return True
+            if self.proc.poll() is not None:
+                self._thread.join(5)
+                return text in self.text
+            time.sleep(0.1)
+        return False
+
+    def finish(self, timeout: float = 30.0) -> str:
+        """Wait for the process to exit and its output to end; all output."""
+        self.proc.wait(timeout)
+        self._thread.join(10)
+        return self.text
+
+
+def children(pid: int, exe: str | None = None) -> list:
+    """psutil processes below `pid` (those running `exe` when given)."""
+    import psutil
+
+    out = []
+    for c in psutil.Process(pid).children(recursive=True):
+        try:
+            if exe is None or any(exe in part for part in c.cmdline()):
+                out.append(c)
+        except psutil.Error:
+            pass
+    return out
+
+
 class Probe:
     """An rclpy node in the test process, spun in a background thread."""
 
