@@ -135,7 +135,7 @@ def test_launch_file_and_launcher_agree(monkeypatch, tmp_path, args):
 def test_arguments_reach_the_nodes(monkeypatch):
     nodes, _ = run_launch_file(monkeypatch, {"camera": "/dev/video2", "debug_image": "true"})
     by_name = {n["name"]: n["parameters"][1] for n in nodes}
-    assert by_name["camera"] == {"source": "/dev/video2"}
+    assert by_name["camera"] == {"source": "/dev/video2", "autostart": True}
     assert by_name["face_mesh"] == {"publish_debug_image": True, "autostart": True}
     with pytest.raises(ValueError, match="unknown launch argument"):
         launch_spec.plan({"camra": "0"}, "x.yaml")
