@@ -15,6 +15,8 @@ import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from rosnodes import LineReader
+
 from facephi_ros.bags.io import GT_TOPIC, BagError, BagReader
 from facephi_ros.bags.make import StreamSpec, bag_from_images, bag_from_video
 from facephi_ros.evaluation.bag_metrics import score
@@ -121,25 +123,25 @@ def test_recorder_leaves_a_complete_bag(probe, tmp_path, sig):
     from facephi_ros.nodes.convert import make_estimate
 
     out = tmp_path / "rec"
-    proc = subprocess.Popen([sys.executable, "-m", "facephi_ros.bags.cli", "record", str(out), "--topics", "/emotion_rec_test"],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().startswith("recording")
-    pub = probe.node.create_publisher(EmotionEstimate, "/emotion_rec_test", reliable_qos(100))
-    assert probe.wait_subscribers(pub, timeout=30)
-    time.sleep(1.0)
+    proc = subprocess.Popen([sys.executable, "-m", "facephi_ros.bags.cli", "record", str(out), "--topics", "/emotion_rec_test",
+                             "--progress", "0.2"], stdout=subprocess.PIPE, text=True)
+    out_lines = LineReader(proc)
+    assert out_lines.wait("recording", 60), out_lines.text
     sent = 200
+    # reliable, and a history that holds every message: none is lost once the recorder is matched
+    pub = probe.node.create_publisher(EmotionEstimate, "/emotion_rec_test", reliable_qos(sent + 10))
+    assert probe.wait_subscribers(pub, timeout=30)
     for k in range(sent):
         pub.publish(make_estimate(Header(stamp=probe.now()), 1, "x", ["a", "b"], [0.3, 0.7], window_frames=k))
         time.sleep(0.005)
-    time.sleep(1.0)
-    proc.send_signal(sig)  # mid-run stop
-    line = proc.stdout.read()
-    proc.wait(30)
+    assert out_lines.wait(f'{{"progress": {{"/emotion_rec_test": {sent}}}}}', 60), out_lines.text[-500:]
+    proc.send_signal(sig)  # stopped while recording
+    line = out_lines.finish(30)
     assert proc.returncode == 0
     with BagReader(out) as r:
         got = [m.window_frames for *_, m in r.messages(["/emotion_rec_test"])]
     assert got == list(range(sent)), f"{len(got)} of {sent} recorded"
-    assert f'"/emotion_rec_test": {sent}' in line
+    assert f'"recorded": {{"/emotion_rec_test": {sent}}}' in line
 
 
 def test_evaluation_of_a_short_labelled_bag(posed_folder, tmp_path, ros):

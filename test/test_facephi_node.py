@@ -36,6 +36,18 @@ def publish_stream(probe, pub, face, seconds: float, face_id: int = 1, rate: flo
     return stamps
 
 
+def settled(probe, topic: str, quiet_s: float, timeout: float = 20.0) -> bool:
+    """Wait until nothing has arrived on `topic` for `quiet_s` s (a pending answer had time to come)."""
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        with probe.lock:
+            last = probe.received[topic][-1][0] if probe.received.get(topic) else 0
+        if time.time_ns() - last > quiet_s * 1e9:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_answers_asynchronously_with_rate_limit(ros, probe, happy):
     with NodeProcess("facephi_node", "facephi", {"rate_hz": 2.0, "threads": 2, "mode": "answer"}) as node:
         assert node.wait_log("ready", 90), node.log
@@ -72,10 +84,10 @@ def test_only_on_change_and_bad_input(ros, probe, happy):
     with NodeProcess("facephi_node", "facephi", params) as node:
         assert node.wait_log("ready", 90), node.log
         probe.subscribe(EmotionEstimate, DESCRIPTION_TOPIC)
+        probe.subscribe(DiagnosticArray, "/diagnostics")
         pub = probe.publisher(FaceLandmarksArray, FACES_TOPIC)
         lstm = probe.publisher(EmotionEstimate, EMOTION_TOPIC)
-        assert probe.wait_subscribers(pub) and probe.wait_subscribers(lstm)
-        time.sleep(1.0)
+        assert probe.wait_subscribers(pub) and probe.wait_subscribers(lstm)  # reliable: matched is enough
         classes = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 
         def lstm_says(label):
@@ -83,13 +95,16 @@ def test_only_on_change_and_bad_input(ros, probe, happy):
             lstm.publish(make_estimate(Header(stamp=probe.now()), 1, "lstm:test", classes, p, 0.5, 0.5))
 
         lstm_says("happy")
-        publish_stream(probe, pub, happy, 2.0)
-        time.sleep(1.0)
+        n = len(publish_stream(probe, pub, happy, 2.0))
+        # every frame reached the node (its /diagnostics count), and then nothing more was said
+        assert probe.wait_diagnostic("facephi", lambda v: int(v.get("frames", 0)) >= n, 20), node.log
+        assert settled(probe, DESCRIPTION_TOPIC, 1.0)
         assert len(probe.messages(DESCRIPTION_TOPIC)) == 1, node.log  # the LSTM's label did not change
         lstm_says("sad")
-        publish_stream(probe, pub, happy, 1.0)
+        n += len(publish_stream(probe, pub, happy, 1.0))
         assert probe.wait_for(DESCRIPTION_TOPIC, 2, 10)
-        time.sleep(0.5)
+        assert probe.wait_diagnostic("facephi", lambda v: int(v.get("frames", 0)) >= n, 20), node.log
+        assert settled(probe, DESCRIPTION_TOPIC, 1.0)
         assert len(probe.messages(DESCRIPTION_TOPIC)) == 2
         assert probe.messages(DESCRIPTION_TOPIC)[-1].description == ""  # label mode
         # NaN landmarks: one line, no answer, the node stays up

@@ -67,8 +67,13 @@ def cmd_record(a) -> int:
     signal.signal(signal.SIGTERM, handler)
     print(f"recording {', '.join(a.topics)} to {a.out} (Ctrl-C to stop)", flush=True)
     t_end = time.monotonic() + a.duration if a.duration else None
+    t_progress = time.monotonic() + a.progress if a.progress else None
     while not done["flag"] and (t_end is None or time.monotonic() < t_end):
         time.sleep(0.1)
+        if t_progress is not None and time.monotonic() >= t_progress:
+            t_progress += a.progress
+            with rec.lock:
+                print(json.dumps({"progress": dict(rec.counts)}), flush=True)
     stop.set()
     th.join(2)
     counts = rec.close()
@@ -134,6 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("out", type=Path)
     p.add_argument("--topics", nargs="+", required=True)
     p.add_argument("--duration", type=float, default=0.0)
+    p.add_argument("--progress", type=float, default=0.0, help="print the counts so far every this many seconds")
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     p = sub.add_parser("play")
     p.add_argument("bag", type=Path)
