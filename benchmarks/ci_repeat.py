@@ -4,8 +4,9 @@ core for the whole run, and writes docs/results/ros_native.json.
 
   python -m benchmarks.ci_repeat [--runs 5] [--clone ../ci-repeat] [--keep]
 
-The first run installs everything from scratch in the new clone; the later runs reuse that
-set-up, as a developer's reruns do. Each run's exit status, test counts and minutes are kept.
+The first run installs everything from scratch in the new clone (--reuse: an earlier clone's
+set-up is kept and only the checkout is reset); the later runs reuse that set-up, as a
+developer's reruns do. Each run's exit status, test counts and minutes are kept.
 """
 from __future__ import annotations
 
@@ -48,11 +49,17 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--clone", type=Path, default=REPO.parent / "ci-repeat")
     ap.add_argument("--keep", action="store_true", help="keep the clone afterwards")
+    ap.add_argument("--reuse", action="store_true", help="reuse an existing clone (and its set-up): reset it to this commit")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/ros_native.json")
     a = ap.parse_args(argv)
-    if a.clone.exists():
-        shutil.rmtree(a.clone)
-    subprocess.run(["git", "clone", "-q", str(REPO), str(a.clone)], check=True)
+    if a.reuse and (a.clone / ".git").exists():
+        subprocess.run(["git", "fetch", "-q", str(REPO), "HEAD"], cwd=a.clone, check=True)
+        subprocess.run(["git", "reset", "-q", "--hard", "FETCH_HEAD"], cwd=a.clone, check=True)
+        subprocess.run(["git", "clean", "-qfd"], cwd=a.clone, check=True)  # untracked files only; ignored set-up stays
+    else:
+        if a.clone.exists():
+            shutil.rmtree(a.clone)
+        subprocess.run(["git", "clone", "-q", str(REPO), str(a.clone)], check=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=a.clone, capture_output=True, text=True).stdout.strip()
     logs = a.clone.parent / f"{a.clone.name}-logs"
     logs.mkdir(exist_ok=True)
