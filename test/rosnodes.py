@@ -185,6 +185,17 @@ class Probe:
             time.sleep(0.05)
         return False
 
+    def wait_quiet(self, topic: str, quiet_s: float, timeout: float = 20.0) -> bool:
+        """Wait until nothing has arrived on `topic` for `quiet_s` seconds (what was pending came)."""
+        t_end = time.monotonic() + timeout
+        while time.monotonic() < t_end:
+            with self.lock:
+                last = self.received[topic][-1][0] if self.received.get(topic) else 0
+            if time.time_ns() - last > quiet_s * 1e9:
+                return True
+            time.sleep(0.05)
+        return False
+
     def wait_subscribers(self, pub, n: int = 1, timeout: float = 20.0) -> bool:
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:

@@ -36,18 +36,6 @@ def publish_stream(probe, pub, face, seconds: float, face_id: int = 1, rate: flo
     return stamps
 
 
-def settled(probe, topic: str, quiet_s: float, timeout: float = 20.0) -> bool:
-    """Wait until nothing has arrived on `topic` for `quiet_s` s (a pending answer had time to come)."""
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        with probe.lock:
-            last = probe.received[topic][-1][0] if probe.received.get(topic) else 0
-        if time.time_ns() - last > quiet_s * 1e9:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_answers_asynchronously_with_rate_limit(ros, probe, happy):
     with NodeProcess("facephi_node", "facephi", {"rate_hz": 2.0, "threads": 2, "mode": "answer"}) as node:
         assert node.wait_log("ready", 90), node.log
@@ -98,13 +86,13 @@ def test_only_on_change_and_bad_input(ros, probe, happy):
         n = len(publish_stream(probe, pub, happy, 2.0))
         # every frame reached the node (its /diagnostics count), and then nothing more was said
         assert probe.wait_diagnostic("facephi", lambda v: int(v.get("frames", 0)) >= n, 20), node.log
-        assert settled(probe, DESCRIPTION_TOPIC, 1.0)
+        assert probe.wait_quiet(DESCRIPTION_TOPIC, 1.0)
         assert len(probe.messages(DESCRIPTION_TOPIC)) == 1, node.log  # the LSTM's label did not change
         lstm_says("sad")
         n += len(publish_stream(probe, pub, happy, 1.0))
         assert probe.wait_for(DESCRIPTION_TOPIC, 2, 10)
         assert probe.wait_diagnostic("facephi", lambda v: int(v.get("frames", 0)) >= n, 20), node.log
-        assert settled(probe, DESCRIPTION_TOPIC, 1.0)
+        assert probe.wait_quiet(DESCRIPTION_TOPIC, 1.0)
         assert len(probe.messages(DESCRIPTION_TOPIC)) == 2
         assert probe.messages(DESCRIPTION_TOPIC)[-1].description == ""  # label mode
         # NaN landmarks: one line, no answer, the node stays up

@@ -27,18 +27,6 @@ def _child(pid: int, exe: str):
     return None
 
 
-def _quiet(probe, topic: str, quiet_s: float, timeout: float) -> bool:
-    """Wait until nothing has arrived on `topic` for `quiet_s` seconds."""
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        with probe.lock:
-            last = probe.received[topic][-1][0] if probe.received.get(topic) else 0
-        if time.time_ns() - last > quiet_s * 1e9:
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_killed_node_is_restarted_while_the_others_keep_running(probe, tmp_path):
     probe.subscribe(EmotionEstimate, EMOTION_TOPIC)
     launcher = subprocess.Popen([sys.executable, "-m", "facephi_ros.launcher", "run_monitor:=false"],
@@ -53,7 +41,7 @@ def test_killed_node_is_restarted_while_the_others_keep_running(probe, tmp_path)
         t_dead = time.time_ns()
         # the launcher restarts it after 2 s, and a new face mesh needs seconds more to start: until
         # then no landmarks, so at most the estimates already in flight at the kill may arrive
-        assert _quiet(probe, EMOTION_TOPIC, 0.5, 10), "estimates kept coming without landmarks"
+        assert probe.wait_quiet(EMOTION_TOPIC, 0.5, 10), "estimates kept coming without landmarks"
         n_dead = len(probe.messages(EMOTION_TOPIC))
         late = [e for e in probe.messages(EMOTION_TOPIC) if stamp_ns(e) > t_dead]
         assert not late, f"{len(late)} estimates of frames after the kill"
