@@ -20,10 +20,11 @@ distribution (probabilities, label, confidence, derived valence/arousal) and, in
              strongest blendshapes (the LSTM's valence/arousal when it has seen the face).
 Parameters: model_dir ('' = shipped models/facephi), llm ('' = the one it was trained with),
 mode, rate_hz, max_faces, only_on_change, pool_frames, pool_seconds, max_new_tokens, device,
-threads, dtype.
+threads, dtype, nice (CPU priority offset, 10 by default: the pipeline's other nodes come first).
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import OrderedDict, deque
@@ -72,7 +73,14 @@ class FacePhiNode(ManagedNode):
         super().__init__("facephi", {
             "model_dir": "", "llm": "", "mode": "answer", "rate_hz": 2.0, "max_faces": 8, "only_on_change": False,
             "pool_frames": POOL_FRAMES, "pool_seconds": 0.5, "max_new_tokens": 16, "device": "auto", "threads": 0,
-            "dtype": "auto"}, **kwargs)
+            "dtype": "auto", "nice": 10}, **kwargs)
+        # The language model is the least urgent work on the robot: a lower CPU priority keeps the
+        # 30 Hz face mesh and /emotion at their rate while FacePhi loads (a respawn) or answers.
+        if self.p["nice"] > 0:
+            try:
+                os.nice(self.p["nice"])  # this thread; the model's threads, started later, inherit it
+            except OSError as e:
+                self.get_logger().warning(f"nice {self.p['nice']} not applied: {e}")
         self.rt = self.pub = self.sub = self.sub_lstm = self.worker = None
         self.lock = threading.Condition()
         self.stop = threading.Event()
