@@ -1,0 +1,115 @@
+"""The pixel teacher: the committed weights load, the interface (face crops in, embedding and logits
+out, optional mirroring), the loader's refusals, and a few real FER2013 test faces."""
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DATA, need
+from facephi_ros.data.image_folder import index_split
+from facephi_ros.models.lstm import ModelFileError
+from facephi_ros.models.pixel_teacher import (
+    CLASSES,
+    PixelTeacher,
+    TeacherConfig,
+    default_path,
+    load_teacher,
+    preprocess,
+    save_teacher,
+)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    torch.set_num_threads(1)
+    return load_teacher()
+
+
+def test_committed_weights_load(teacher):
+    assert default_path().is_file() and default_path().stat().st_size < 10_000_000
+    assert teacher.classes == CLASSES and not teacher.training
+    assert teacher.meta["extra"]["trained_with"].startswith("python -m training.train_pixel_teacher")
+    assert all(p.dtype == torch.float32 for p in teacher.parameters())
+
+
+def test_classes_are_the_project_order():
+    with open(default_path().parent.parent / "lstm_fer7" / "model.json") as f:
+        assert json.load(f)["config"]["classes"] == CLASSES
+    fer = DATA / "fer2013"
+    if fer.exists():
+        assert index_split(fer, "test").classes == CLASSES
+
+
+def test_crops_of_any_size_give_embedding_and_logits(teacher):
+    rng = np.random.default_rng(0)
+    crops = [rng.integers(0, 256, s, dtype=np.uint8) for s in ((48, 48), (120, 100), (31, 40), (64, 64, 3))]
+    emb, logits = teacher.encode(crops)
+    assert emb.shape == (4, teacher.cfg.embedding_dim) and logits.shape == (4, len(CLASSES))
+    assert torch.isfinite(emb).all() and torch.isfinite(logits).all()
+    e1, l1 = teacher.encode(crops[1])  # one crop = a batch of one, the same numbers
+    assert e1.shape == (1, teacher.cfg.embedding_dim)
+    torch.testing.assert_close(l1[0], logits[1], atol=1e-4, rtol=1e-4)
+    x = preprocess(crops)
+    assert x.shape == (4, 1, 48, 48)
+    torch.testing.assert_close(x.mean(dim=(1, 2, 3)), torch.zeros(4), atol=1e-4, rtol=0)
+
+
+def test_mirroring_averages_logits(teacher):
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (60, 50), dtype=np.uint8) for _ in range(3)]
+    _, plain = teacher.encode(crops)
+    _, flipped = teacher.encode([c[:, ::-1] for c in crops])
+    emb, mirrored = teacher.predict(crops)  # mirroring is on by default
+    torch.testing.assert_close(mirrored, (plain + flipped) / 2, atol=1e-4, rtol=1e-4)
+    assert emb.shape == (3, teacher.cfg.embedding_dim)
+    torch.testing.assert_close(teacher.predict(crops, mirror=False)[1], plain)
+
+
+def test_loader_refuses_missing_corrupt_and_wrong_classes(tmp_path):
+    small = PixelTeacher(TeacherConfig(channels=[4, 8]))
+    with pytest.raises(ModelFileError, match="not found"):
+        load_teacher(tmp_path / "absent.safetensors")
+
+    good = save_teacher(small, tmp_path / "ok.safetensors")
+    assert load_teacher(good).cfg.channels == [4, 8]
+
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ModelFileError, match="corrupt") as e:
+        load_teacher(bad)
+    assert "\n" not in str(e.value)
+
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(struct.pack("<Q", 12) + b"not json at all")
+    with pytest.raises(ModelFileError, match="corrupt"):
+        load_teacher(junk)
+
+    other = save_teacher(PixelTeacher(TeacherConfig(classes=["happy", "sad", "neutral"], channels=[4, 8])),
+                         tmp_path / "fer3.safetensors")
+    with pytest.raises(ModelFileError, match="has classes") as e:
+        load_teacher(other)
+    assert "\n" not in str(e.value)
+    assert load_teacher(other, expect_classes=["happy", "sad", "neutral"]).classes == ["happy", "sad", "neutral"]
+
+
+def test_teacher_recognises_real_happy_faces(teacher):
+    import cv2
+
+    idx = index_split(need(DATA / "fer2013"), "test")
+    happy = CLASSES.index("happy")
+    paths = [p for p, y in zip(idx.paths, idx.labels) if y == happy][:8]
+    crops = [cv2.imread(p, cv2.IMREAD_GRAYSCALE) for p in paths]
+    _, logits = teacher.predict(crops)
+    hits = int((logits.argmax(1) == happy).sum())
+    assert hits >= 5, f"only {hits} of the first 8 happy test faces are happy"
+
+
+def test_module_is_ros_free():
+    import facephi_ros.models.pixel_teacher as mod
+
+    with open(mod.__file__) as f:
+        assert "rclpy" not in f.read()
