@@ -98,13 +98,13 @@ def test_bridge_topics_mapping_and_a_face_leaving(ros, probe, posed):
                 assert node.wait_log(f"face {fid} is ", 10), node.log
                 id_of[fid] = re.search(rf"face {fid} is (\w+)", node.log).group(1)
             assert set(ids) == set(id_of.values())
+            subs = []
             for fid in (1, 2):
                 base = f"/humans/faces/{id_of[fid]}"
-                probe.subscribe(NormalizedRegionOfInterest2D, f"{base}/roi")
-                probe.subscribe(Expression, f"{base}/expression")
-            for fid in (1, 2):
-                base = f"/humans/faces/{id_of[fid]}"
-                assert probe.wait_for(f"{base}/roi", 3, 20) and probe.wait_for(f"{base}/expression", 3, 20), node.log
+                subs += [(probe.subscribe(NormalizedRegionOfInterest2D, f"{base}/roi"), NormalizedRegionOfInterest2D),
+                         (probe.subscribe(Expression, f"{base}/expression"), Expression)]
+            for sub, kind in subs:
+                assert probe.wait_for_late(sub, kind, 3, 30), f"nothing on {sub.topic_name}\n{node.log}"
             roi = probe.messages(f"/humans/faces/{id_of[2]}/roi")[-1]
             assert (roi.xmin, roi.ymin, roi.xmax, roi.ymax) == pytest.approx((0.5, 0.5, 420 / 640, 360 / 480), abs=1e-5)
             assert roi.header.frame_id == "camera_optical" and roi.c == pytest.approx(0.9)
