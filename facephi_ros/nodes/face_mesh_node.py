@@ -1,4 +1,9 @@
-"""face_mesh node: images -> MediaPipe FaceLandmarker -> tracked FaceLandmarksArray.
+"""face_mesh node: images -> faces found and landmarked by MediaPipe -> tracked FaceLandmarksArray.
+
+By default (multi_face: true) faces are found by a tiled detector, near or far, and each is
+landmarked in a crop of its own (facephi_ros/landmarks/multiface.py; docs/faces.md); with
+multi_face: false the landmarker's own short-range detector sees the whole frame (faces within
+about 2 m, as before).
 
 Subscribes /camera/image_raw (sensor-data QoS). The subscription callback only stores the newest
 image; a worker thread runs the landmarker on it, so a slow frame never builds a backlog:
@@ -22,6 +27,7 @@ from facephi_ros.msg import FaceLandmarksArray
 
 from ..landmarks.image import ImageError, image_to_rgb
 from ..landmarks.landmarker import Landmarker
+from ..landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
 from ..landmarks.tracker import FaceTracker
 from .common import (
     DEBUG_IMAGE_TOPIC,
@@ -48,9 +54,10 @@ class FaceMeshNode(ManagedNode):
 
     def __init__(self, **kwargs):
         super().__init__("face_mesh", {
-            "model_path": "", "num_faces": 4, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
+            "model_path": "", "num_faces": 8, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
+            "multi_face": True, "min_face_px": 24, "detect_period_s": 0.3,
         }, **kwargs)
         self.landmarker: Landmarker | None = None
         self.pub = self.debug_pub = self.sub = None
@@ -65,12 +72,19 @@ class FaceMeshNode(ManagedNode):
         for k in ("min_detection_confidence", "min_presence_confidence", "min_tracking_confidence"):
             if not 0.0 <= p[k] <= 1.0:
                 raise StartupError(f"{k} must be within [0, 1], got {p[k]}")
+        if p["multi_face"]:
+            try:
+                self._multi_config().check()
+            except ValueError as e:
+                raise StartupError(str(e)) from None
         self.landmarker = self._make_landmarker()  # AssetError: one line, the transition fails
         self.tracker = FaceTracker(max_missed=p["max_missed_frames"], min_hits=p["min_hits"])
         self.pub = self.create_lifecycle_publisher(FaceLandmarksArray, FACES_TOPIC, reliable_qos())
         if p["publish_debug_image"]:
             self.debug_pub = self.create_lifecycle_publisher(Image, DEBUG_IMAGE_TOPIC, SENSOR_QOS)
-        self.get_logger().info(f"face mesh ready: up to {p['num_faces']} faces, debug image "
+        finder = (f"tiled detector every {p['detect_period_s']} s, faces from {p['min_face_px']} px" if p["multi_face"]
+                  else "the landmarker's own short-range detector")
+        self.get_logger().info(f"face mesh ready: up to {p['num_faces']} faces, {finder}, debug image "
                                f"{'on' if self.debug_pub else 'off'}")
 
     def activate(self) -> None:
@@ -102,7 +116,15 @@ class FaceMeshNode(ManagedNode):
                 self.destroy_lifecycle_publisher(pub)
         self.pub = self.debug_pub = None
 
-    def _make_landmarker(self) -> Landmarker:
+    def _multi_config(self) -> MultiFaceConfig:
+        p = self.p
+        return MultiFaceConfig(max_faces=p["num_faces"], min_face_px=p["min_face_px"], detect_period_s=p["detect_period_s"],
+                               asynchronous=True, min_detection_confidence=p["min_detection_confidence"],
+                               min_presence_confidence=p["min_presence_confidence"])
+
+    def _make_landmarker(self) -> Landmarker | MultiFaceLandmarker:
+        if self.p["multi_face"]:
+            return MultiFaceLandmarker(self.p["model_path"] or None, self._multi_config())
         return Landmarker(self.p["model_path"] or None, num_faces=self.p["num_faces"], video=self.p["video_mode"],
                           min_detection_confidence=self.p["min_detection_confidence"],
                           min_presence_confidence=self.p["min_presence_confidence"],
@@ -146,7 +168,7 @@ class FaceMeshNode(ManagedNode):
                 self._bad(kind, f"image skipped: stamp {ts_ms / 1000:.3f} s is not after the previous frame's ({kind.replace('_', ' ')})")
                 return
         self._last_ts_ms = ts_ms
-        faces = self.landmarker.detect(rgb, ts_ms if self.p["video_mode"] else None)
+        faces = self.landmarker.detect(rgb, ts_ms if self.p["video_mode"] or self.p["multi_face"] else None)
         ids, scores = self.tracker.update([f.bbox for f in faces], [f.landmarks for f in faces], ts_ms / 1000.0)
         out = [face_to_msg(f, i, s, msg.header, msg.width, msg.height) for f, i, s in zip(faces, ids, scores) if i]
         dropped = self.slot.dropped - self._dropped_reported

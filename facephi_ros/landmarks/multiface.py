@@ -1,0 +1,322 @@
+"""Every face in the frame, near or far: a tiled face detector finds faces, MediaPipe landmarks
+each one in a crop of its own.
+
+MediaPipe's FaceLandmarker finds faces with the short-range BlazeFace detector, which sees the
+whole image at 128x128: in a group or at 2-4 m most faces are too small for it (2 of the 5 faces
+of multi_face.jpg). The landmark model itself is fine on small faces once they fill its input.
+So this module splits the two jobs (docs/faces.md has the measurements behind each choice):
+
+* Detection: the same BlazeFace network (the face_detector.tflite inside the sha256-checked
+  face_landmarker.task bundle, read from it in memory: no second model file) runs on the whole
+  frame and on overlapping square tiles. A face of `min_face_px` fills about an eighth of a tile,
+  where the detector is reliable; a face too big for a tile is found in the whole frame. Tiles
+  of one scan are spread over consecutive frames (`windows_per_frame`), so detection adds a small
+  constant cost to every frame instead of a spike every few frames. Overlapping boxes from
+  different windows are merged by non-maximum suppression.
+* Landmarks: each face is cut out as a square crop around its box (`crop_scale` times the box),
+  resized to `crop_px` (small faces are upscaled, as the training data's 48x48 images are) and
+  given to the FaceLandmarker in IMAGE mode. Landmarks come back in full-image coordinates with
+  the meaning of MediaPipe's own (x, y normalised by the frame, z in the scale of x).
+* Tracking: a face's landmarks in one frame give its crop in the next, as MediaPipe's own
+  VIDEO mode does inside one image; the detector only has to find faces that walk in. Two crops
+  that land on the same face are merged.
+
+Pure Python + MediaPipe; no ROS import.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..assets import AssetError, require
+from .landmarker import FaceMesh, Landmarker, mesh_bbox
+
+DETECTOR_MEMBER = "face_detector.tflite"
+
+
+@dataclass(frozen=True)
+class MultiFaceConfig:
+    """What the face-mesh node exposes as parameters (config/facephi.yaml explains each)."""
+    max_faces: int = 8  # faces landmarked per frame (tracked ones first)
+    min_face_px: int = 32  # smaller faces (box side, pixels) are ignored
+    detect_period_s: float = 0.2  # a detector scan starts at most this often (stream time)
+    asynchronous: bool = False  # scans run in a thread of their own (the node: true)
+    min_detection_confidence: float = 0.5  # detector score for a new face
+    min_presence_confidence: float = 0.5  # landmarker's own threshold inside a crop
+    crop_scale: float = 1.8  # crop side / face box side
+    crop_px: int = 192  # crop side fed to the landmarker
+    tile_fraction: float = 0.16  # the smallest face fills this fraction of a tile's side
+    duplicate_iou: float = 0.4  # two faces overlapping more than this are one face
+
+    def check(self) -> None:
+        if self.max_faces < 1 or self.min_face_px < 8 or self.crop_px < 64 or not self.detect_period_s >= 0:
+            raise ValueError(f"max_faces must be >= 1, min_face_px >= 8, crop_px >= 64, detect_period_s >= 0 (got "
+                             f"{self.max_faces}, {self.min_face_px}, {self.crop_px}, {self.detect_period_s})")
+        if not 1.0 <= self.crop_scale <= 4.0 or not 0.05 <= self.tile_fraction <= 0.5:
+            raise ValueError(f"crop_scale must be within [1, 4] and tile_fraction within [0.05, 0.5] "
+                             f"(got {self.crop_scale}, {self.tile_fraction})")
+        for k in ("min_detection_confidence", "min_presence_confidence", "duplicate_iou"):
+            if not 0.0 <= getattr(self, k) <= 1.0:
+                raise ValueError(f"{k} must be within [0, 1], got {getattr(self, k)}")
+
+
+def detector_model_bytes(bundle: Path) -> bytes:
+    """The BlazeFace detector inside a face_landmarker.task bundle (a zip)."""
+    try:
+        with zipfile.ZipFile(bundle) as z:
+            return z.read(DETECTOR_MEMBER)
+    except (zipfile.BadZipFile, KeyError, OSError) as e:
+        raise AssetError(f"no {DETECTOR_MEMBER} in {bundle} ({e}): run `bash scripts/setup.sh`") from None
+
+
+def tile_windows(width: int, height: int, min_face_px: int, tile_fraction: float, overlap: float = 0.4) -> list[tuple[int, int, int]]:
+    """Detector windows (x, y, side) covering a frame: a pyramid of overlapping square tiles, then
+    the whole frame (side 0). The finest tiles make a face of min_face_px fill tile_fraction of
+    their side; each coarser level doubles the side. Neighbouring tiles overlap by `overlap` of a
+    side, so a face up to that size lies whole inside one tile of its level; a bigger one fills
+    at least tile_fraction of the next level's tiles (overlap >= 2 * tile_fraction)."""
+    side = int(round(min_face_px / tile_fraction))
+    windows: list[tuple[int, int, int]] = []
+    while side * 1.2 < min(width, height):
+        stride = side * (1 - overlap)
+
+        def starts(n: int) -> list[int]:
+            k = int(np.ceil((n - side) / stride)) + 1
+            return [int(round(i * (n - side) / (k - 1))) for i in range(k)] if k > 1 else [0]
+
+        windows += [(x, y, side) for y in starts(height) for x in starts(width)]
+        side *= 2
+    return windows + [(0, 0, 0)]
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
+    iw, ih = max(0.0, min(ax1, bx1) - max(a[0], b[0])), max(0.0, min(ay1, by1) - max(a[1], b[1]))
+    inter = iw * ih
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def suppress(boxes: list[np.ndarray], scores: list[float], iou: float) -> list[int]:
+    """Indices kept by non-maximum suppression, best score first."""
+    keep: list[int] = []
+    for i in np.argsort(-np.asarray(scores, np.float64)):
+        if all(box_iou(boxes[i], boxes[k]) <= iou and not _inside(boxes[i], boxes[k]) for k in keep):
+            keep.append(int(i))
+    return keep
+
+
+def _inside(a: np.ndarray, b: np.ndarray) -> bool:
+    """The centre of either box lies inside the other (a half-cut face at a tile's edge)."""
+    ca, cb = a[:2] + a[2:4] / 2, b[:2] + b[2:4] / 2
+    return bool((b[0] <= ca[0] <= b[0] + b[2] and b[1] <= ca[1] <= b[1] + b[3])
+                or (a[0] <= cb[0] <= a[0] + a[2] and a[1] <= cb[1] <= a[1] + a[3]))
+
+
+class TiledDetector:
+    """BlazeFace (short range) over the whole frame and tiles; boxes in pixels (x, y, w, h)."""
+
+    def __init__(self, model: bytes, min_confidence: float = 0.5):
+        from mediapipe.tasks.python import BaseOptions, vision
+
+        self._mp = __import__("mediapipe")
+        opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=model),
+                                          min_detection_confidence=min_confidence)
+        self._det = vision.FaceDetector.create_from_options(opts)
+
+    def run(self, rgb: np.ndarray, window: tuple[int, int, int]) -> list[tuple[np.ndarray, float]]:
+        x, y, side = window
+        img = rgb if side == 0 else rgb[y:y + side, x:x + side]
+        res = self._det.detect(self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(img)))
+        out = []
+        for d in res.detections:
+            b = d.bounding_box
+            out.append((np.array([b.origin_x + x, b.origin_y + y, b.width, b.height], np.float32),
+                        float(d.categories[0].score) if d.categories else 0.0))
+        return out
+
+    def close(self) -> None:
+        if getattr(self, "_det", None) is not None:
+            self._det.close()
+            self._det = None
+
+
+def square_crop(rgb: np.ndarray, box: np.ndarray, scale: float, out_px: int) -> tuple[np.ndarray, int, int, int] | None:
+    """A square of side scale * max(box w, h) around the box's centre, black outside the frame,
+    resized to out_px (bicubic up, area down). Returns (crop, x0, y0, side) in frame pixels, or
+    None when the square misses the frame."""
+    h, w = rgb.shape[:2]
+    side = max(int(round(max(box[2], box[3]) * scale)), 1)
+    x0, y0 = int(round(box[0] + box[2] / 2 - side / 2)), int(round(box[1] + box[3] / 2 - side / 2))
+    sx0, sy0, sx1, sy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if sx1 <= sx0 or sy1 <= sy0:
+        return None
+    sub = rgb[sy0:sy1, sx0:sx1]
+    if (sx0, sy0, sx1, sy1) != (x0, y0, x0 + side, y0 + side):
+        sub = cv2.copyMakeBorder(sub, sy0 - y0, y0 + side - sy1, sx0 - x0, x0 + side - sx1, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    crop = cv2.resize(sub, (out_px, out_px), interpolation=cv2.INTER_CUBIC if side < out_px else cv2.INTER_AREA)
+    return crop, x0, y0, side
+
+
+def to_frame(mesh: FaceMesh, x0: float, y0: float, side: float, width: int, height: int) -> FaceMesh:
+    """A mesh found in a square crop (x0, y0, side in frame pixels) in full-frame terms.
+
+    x, y are renormalised to the frame; z keeps MediaPipe's convention (the scale of x). The
+    rotation block of the pose matrix is the crop's, which differs from the frame's by the small
+    perspective of an off-centre crop; its translation is the crop camera's (the features use
+    only the rotation)."""
+    lm = mesh.landmarks.astype(np.float32, copy=True)
+    lm[:, 0] = (x0 + lm[:, 0] * side) / width
+    lm[:, 1] = (y0 + lm[:, 1] * side) / height
+    lm[:, 2] = lm[:, 2] * side / width
+    return FaceMesh(lm, mesh.blendshapes, mesh.matrix, mesh_bbox(lm, width, height))
+
+
+class MultiFaceLandmarker:
+    """Finds, landmarks and follows every face in a stream of frames. detect(rgb, timestamp_ms)
+    -> [FaceMesh] in full-frame coordinates, like Landmarker.detect. Call it from one thread;
+    close() when done.
+
+    A detector scan (every window of tile_windows) starts at the first frame, then at most every
+    detect_period_s of stream time. Synchronous (the default, and what still images need), the
+    scan runs inside detect() on that frame. Asynchronous, it runs in a thread of its own on the
+    newest frame handed to it, and its faces join the next detect() call: the frames in between
+    pay only for their landmarks. Faces already tracked are never detected twice."""
+
+    def __init__(self, model_path: str | Path | None = None, config: MultiFaceConfig = MultiFaceConfig()):
+        config.check()
+        self.cfg = config
+        path = require("face_landmarker", model_path)
+        self._landmarker = Landmarker(path, num_faces=1, video=False, min_detection_confidence=0.5,
+                                      min_presence_confidence=config.min_presence_confidence)
+        try:
+            self._detector = TiledDetector(detector_model_bytes(path), config.min_detection_confidence)
+        except Exception:
+            self._landmarker.close()
+            raise
+        self.regions: list[np.ndarray] = []  # boxes (x, y, w, h) of the faces found in the last frame
+        self._windows: list[tuple[int, int, int]] = []
+        self._size = (0, 0)
+        self._last_scan_ms: float | None = None
+        self.stats = {"scans": 0, "windows": 0, "crops": 0, "scan_ms": 0.0}
+        self._lock = threading.Lock()
+        self._found: list[tuple[np.ndarray, float]] = []  # an asynchronous scan's result, not yet used
+        self._job: np.ndarray | None = None
+        self._wake = threading.Condition(self._lock)
+        self._closing = False
+        self._thread = None
+        if config.asynchronous:
+            self._thread = threading.Thread(target=self._scan_loop, name="face-detector", daemon=True)
+            self._thread.start()
+
+    def reset(self) -> None:
+        """Forget tracked faces and scan the next frame (a new scene, or time that jumped)."""
+        with self._lock:
+            self.regions = []
+            self._found = []
+            self._last_scan_ms = None
+
+    def windows(self, width: int, height: int) -> list[tuple[int, int, int]]:
+        if (width, height) != self._size:
+            self._size = (width, height)
+            self._windows = tile_windows(width, height, self.cfg.min_face_px, self.cfg.tile_fraction)
+        return self._windows
+
+    def _scan(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        t0 = time.perf_counter()
+        wins = self.windows(rgb.shape[1], rgb.shape[0])
+        found = []
+        for win in wins:
+            found += self._detector.run(rgb, win)
+        found = [(b, sc) for b, sc in found if min(b[2], b[3]) >= self.cfg.min_face_px * 0.8]
+        keep = suppress([b for b, _ in found], [sc for _, sc in found], self.cfg.duplicate_iou)
+        self.stats["scans"] += 1
+        self.stats["windows"] += len(wins)
+        self.stats["scan_ms"] += (time.perf_counter() - t0) * 1000
+        return [found[i] for i in keep]
+
+    def _scan_loop(self) -> None:
+        while True:
+            with self._lock:
+                while self._job is None and not self._closing:
+                    self._wake.wait()
+                if self._closing:
+                    return
+                rgb = self._job
+            try:
+                found = self._scan(rgb)
+            except Exception:  # a frame the detector refuses: the next scan tries again
+                found = []
+            with self._lock:
+                self._job = None
+                self._found = found
+
+    def _detections(self, rgb: np.ndarray, timestamp_ms: float | None) -> list[tuple[np.ndarray, float]]:
+        """Faces from a scan that finished since the last call (starting one when due)."""
+        due = (timestamp_ms is None or self._last_scan_ms is None
+               or timestamp_ms - self._last_scan_ms >= self.cfg.detect_period_s * 1000
+               or timestamp_ms < self._last_scan_ms)
+        if self._thread is None:
+            if not due:
+                return []
+            self._last_scan_ms = timestamp_ms
+            return self._scan(rgb)
+        with self._lock:
+            found, self._found = self._found, []
+            if due and self._job is None:
+                self._job = rgb
+                self._last_scan_ms = timestamp_ms
+                self._wake.notify()
+        return found
+
+    def detect(self, rgb: np.ndarray, timestamp_ms: float | None = None) -> list[FaceMesh]:
+        """Faces in an (H, W, 3) uint8 RGB frame. timestamp_ms (stream time) paces the scans;
+        without it every call scans (still images)."""
+        h, w = rgb.shape[:2]
+        cfg = self.cfg
+        candidates = list(self.regions)  # tracked faces first
+        for b, _ in self._detections(rgb, timestamp_ms):
+            if not any(box_iou(b, r) > 0.2 or _inside(b, r) for r in candidates):
+                candidates.append(b)
+        meshes: list[FaceMesh] = []
+        for box in candidates:
+            if len(meshes) >= cfg.max_faces:
+                break
+            cut = square_crop(rgb, box, cfg.crop_scale, cfg.crop_px)
+            if cut is None:
+                continue
+            crop, x0, y0, side = cut
+            self.stats["crops"] += 1
+            found = self._landmarker.detect(crop)
+            if not found:
+                continue
+            mesh = to_frame(found[0], x0, y0, side, w, h)
+            if min(mesh.bbox[2], mesh.bbox[3]) < cfg.min_face_px * 0.5:
+                continue
+            if any(box_iou(mesh.bbox, m.bbox) > cfg.duplicate_iou or _inside(mesh.bbox, m.bbox) for m in meshes):
+                continue  # two crops landed on the same face
+            meshes.append(mesh)
+        self.regions = [m.bbox.copy() for m in meshes]
+        return meshes
+
+    def close(self) -> None:
+        if self._thread is not None:
+            with self._lock:
+                self._closing = True
+                self._wake.notify()
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        self._landmarker.close()
+        self._detector.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

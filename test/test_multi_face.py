@@ -1,0 +1,104 @@
+"""Every face in the room: the face-mesh node (default multi_face mode, a separate process) on a
+real group photo and on frames composed from real face photos, with small faces at a distance."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from rosnodes import NodeProcess, stamp_ns
+from test_face_mesh_node import feed
+
+from facephi_ros.evaluation import scenes
+
+
+@pytest.fixture(scope="module")
+def multi_face_node(ros):
+    with NodeProcess("face_mesh_node", "face_mesh", {"num_faces": 8, "min_face_px": 24, "detect_period_s": 0.3}) as node:
+        assert node.wait_log("face mesh ready", 30), node.log
+        assert "tiled detector" in node.log, node.log
+        yield node
+
+
+@pytest.fixture(scope="module")
+def real(faces_dir):
+    from facephi_ros.landmarks.multiface import MultiFaceLandmarker
+
+    with MultiFaceLandmarker() as mf:
+        faces = scenes.real_faces(faces_dir, lambda im: (mf.reset(), mf.detect(im))[1])
+    assert len(faces) >= 9, "expected the 4 posed stills, single_face.jpg and multi_face.jpg's 5 people"
+    return faces
+
+
+def test_group_photo_five_tracked_faces_with_stable_ids(multi_face_node, probe, faces_dir):
+    """multi_face.jpg played as a 3 s video at 30 Hz: all five people get an id within the first
+    second and keep it (the landmarker's own detector finds 2 of them)."""
+    rgb = np.ascontiguousarray(cv2.imread(str(faces_dir / "multi_face.jpg"))[:, :, ::-1])
+    indexed = feed(probe, [rgb] * 90, rate=30.0, with_index=True)
+    assert len(indexed) >= 20, f"only {len(indexed)} frames came back"
+    first_second = [a for k, a in indexed if k < 30]
+    assert any(len(a.faces) == 5 for a in first_second), [len(a.faces) for a in first_second]
+    start = next(k for k, a in indexed if len(a.faces) == 5)
+    after = [a for k, a in indexed if k >= start]
+    assert sum(len(a.faces) == 5 for a in after) >= 0.9 * len(after), [len(a.faces) for a in after]
+    ids = {f.face_id for a in after for f in a.faces}
+    assert len(ids) == 5 and 0 not in ids, f"ids changed during the video: {sorted(ids)}"
+    for a in after:
+        assert len({f.face_id for f in a.faces}) == len(a.faces), "two faces share an id"
+        for f in a.faces:  # landmarks in full-image terms, inside the face's box
+            lm = np.frombuffer(f.landmarks, np.float32).reshape(-1, 3)
+            assert lm.shape == (478, 3) and np.isfinite(lm).all()
+            xs, ys = lm[:, 0] * a.image_width, lm[:, 1] * a.image_height
+            assert xs.min() == pytest.approx(f.bbox_x, abs=1.0) and ys.max() == pytest.approx(f.bbox_y + f.bbox_height, abs=1.0)
+
+
+def test_small_face_walks_in_and_leaves(multi_face_node, probe, real):
+    """640x480 frames from real faces: one 90 px face all along, a 44 px one (about 3 m away)
+    present in frames 30-69 only. The small face gets an id within 0.5 s of entering, the big
+    one keeps its id, and the small one's id goes when it leaves."""
+    bg = scenes.backgrounds(scenes_video(), (640, 480), n=1)[0]
+    big, small = real[0], real[4]
+    frames = []
+    for k in range(100):
+        f = bg.copy()
+        scenes.paste(f, big, 90, 80 + k, 120)
+        if 30 <= k < 70:
+            scenes.paste(f, small, 44, 450, 300 + 0.5 * (k - 30))
+        frames.append(f)
+    indexed = feed(probe, frames, rate=30.0, with_index=True)
+    stamps = {k: stamp_ns(a.header.stamp) for k, a in indexed}
+    small_ids = {}
+    big_ids = set()
+    for k, a in indexed:
+        for f in a.faces:
+            (small_ids.setdefault(k, set()) if f.bbox_x > 380 else big_ids).add(f.face_id)
+    assert len(big_ids) == 1, f"the big face changed ids: {big_ids}"
+    entered = min(small_ids) if small_ids else None
+    assert entered is not None, "the small face was never found"
+    first_in = min(k for k in stamps if k >= 30)
+    assert (stamps[entered] - stamps[first_in]) / 1e9 <= 0.5, f"found {entered - 30} frames after it came in"
+    inside = [k for k in stamps if 30 <= k < 70 and k >= entered]
+    assert sum(k in small_ids for k in inside) >= 0.9 * len(inside)
+    assert len(set().union(*small_ids.values())) == 1, "the small face changed ids"
+    late = [k for k in stamps if k >= 72]
+    assert late and not any(k in small_ids for k in late), "the small face was still reported after it left"
+
+
+def test_face_below_the_smallest_size_is_ignored(multi_face_node, probe, real):
+    bg = scenes.backgrounds(scenes_video(), (640, 480), n=1)[0]
+    frames = []
+    for _ in range(30):
+        f = bg.copy()
+        scenes.paste(f, real[1], 100, 100, 150)
+        scenes.paste(f, real[2], 12, 450, 200)  # 12 px: half the smallest size
+        frames.append(f)
+    arrays = feed(probe, frames, rate=30.0)
+    assert len(arrays) >= 20
+    assert all(len(a.faces) <= 1 for a in arrays), [len(a.faces) for a in arrays]
+    assert sum(len(a.faces) == 1 for a in arrays[3:]) >= 0.9 * len(arrays[3:])
+    assert multi_face_node.alive() and "Traceback" not in multi_face_node.log and "ERROR" not in multi_face_node.log
+
+
+def scenes_video():
+    from conftest import FACES
+
+    return FACES / "no_face.mp4"
