@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     grid = grid_frame(crops, cols=5, size=(1280, 720))
     # IMAGE mode (video_mode false): the detector runs on every frame; in VIDEO mode MediaPipe
     # kept tracking a median of 1 of these 10 faces
-    with NodeProcess("face_mesh_node", "face_mesh_many", {"num_faces": 12, "video_mode": False}) as fm:
+    with NodeProcess("face_mesh_node", "face_mesh_many", {"num_faces": 12, "video_mode": False, "multi_face": False}) as fm:
         assert fm.wait_log("face mesh ready", 30)
         assert probe.wait_subscribers(pub)
         time.sleep(1.5)
