@@ -25,6 +25,7 @@ Pure Python + MediaPipe; no ROS import.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 import zipfile
@@ -47,6 +48,8 @@ class MultiFaceConfig:
     min_face_px: int = 32  # smaller faces (box side, pixels) are ignored
     detect_period_s: float = 0.2  # a detector scan starts at most this often (stream time)
     asynchronous: bool = False  # scans run in a thread of their own (the node: true)
+    scan_nice: int = 10  # asynchronous scans run at this lower CPU priority (0: unchanged)
+    max_scan_share: float = 0.33  # asynchronous scans wait so as to use at most this share of a core
     min_detection_confidence: float = 0.5  # detector score for a new face
     min_presence_confidence: float = 0.5  # landmarker's own threshold inside a crop
     crop_scale: float = 1.8  # crop side / face box side
@@ -58,6 +61,9 @@ class MultiFaceConfig:
         if self.max_faces < 1 or self.min_face_px < 8 or self.crop_px < 64 or not self.detect_period_s >= 0:
             raise ValueError(f"max_faces must be >= 1, min_face_px >= 8, crop_px >= 64, detect_period_s >= 0 (got "
                              f"{self.max_faces}, {self.min_face_px}, {self.crop_px}, {self.detect_period_s})")
+        if not 0 <= self.scan_nice <= 19 or not 0.01 <= self.max_scan_share <= 1.0:
+            raise ValueError(f"scan_nice must be within [0, 19] and max_scan_share within [0.01, 1] "
+                             f"(got {self.scan_nice}, {self.max_scan_share})")
         if not 1.0 <= self.crop_scale <= 4.0 or not 0.05 <= self.tile_fraction <= 0.5:
             raise ValueError(f"crop_scale must be within [1, 4] and tile_fraction within [0.05, 0.5] "
                              f"(got {self.crop_scale}, {self.tile_fraction})")
@@ -122,13 +128,18 @@ def _inside(a: np.ndarray, b: np.ndarray) -> bool:
 class TiledDetector:
     """BlazeFace (short range) over the whole frame and tiles; boxes in pixels (x, y, w, h)."""
 
-    def __init__(self, model: bytes, min_confidence: float = 0.5):
+    def __init__(self, model: bytes, min_confidence: float = 0.5, nice: int = 0):
+        """nice > 0 lowers the CPU priority of the threads MediaPipe starts for this detector
+        (its graph runs in threads of its own; Linux keeps a nice value per thread), so that
+        background scans yield to the frames' own work when the CPU is short."""
         from mediapipe.tasks.python import BaseOptions, vision
 
         self._mp = __import__("mediapipe")
         opts = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_buffer=model),
                                           min_detection_confidence=min_confidence)
+        before = _thread_ids()
         self._det = vision.FaceDetector.create_from_options(opts)
+        self.niced = _renice(_thread_ids() - before, nice) if nice > 0 else 0
 
     def run(self, rgb: np.ndarray, window: tuple[int, int, int]) -> list[tuple[np.ndarray, float]]:
         x, y, side = window
@@ -145,6 +156,25 @@ class TiledDetector:
         if getattr(self, "_det", None) is not None:
             self._det.close()
             self._det = None
+
+
+def _thread_ids() -> set[int]:
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:  # not Linux: no per-thread priorities to set
+        return set()
+
+
+def _renice(tids: set[int], nice: int) -> int:
+    """Raise the nice value of these threads (never needs privileges); returns how many."""
+    done = 0
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, max(nice, os.getpriority(os.PRIO_PROCESS, tid)))
+            done += 1
+        except OSError:  # a thread that has already ended
+            pass
+    return done
 
 
 def square_crop(rgb: np.ndarray, box: np.ndarray, scale: float, out_px: int) -> tuple[np.ndarray, int, int, int] | None:
@@ -196,7 +226,8 @@ class MultiFaceLandmarker:
         self._landmarker = Landmarker(path, num_faces=1, video=False, min_detection_confidence=0.5,
                                       min_presence_confidence=config.min_presence_confidence)
         try:
-            self._detector = TiledDetector(detector_model_bytes(path), config.min_detection_confidence)
+            self._detector = TiledDetector(detector_model_bytes(path), config.min_detection_confidence,
+                                           nice=config.scan_nice if config.asynchronous else 0)
         except Exception:
             self._landmarker.close()
             raise
@@ -211,6 +242,7 @@ class MultiFaceLandmarker:
         self._wake = threading.Condition(self._lock)
         self._closing = False
         self._thread = None
+        self._scan_ready_at = 0.0  # monotonic time before which no asynchronous scan starts
         if config.asynchronous:
             self._thread = threading.Thread(target=self._scan_loop, name="face-detector", daemon=True)
             self._thread.start()
@@ -242,6 +274,8 @@ class MultiFaceLandmarker:
         return [found[i] for i in keep]
 
     def _scan_loop(self) -> None:
+        if self.cfg.scan_nice > 0:
+            _renice({threading.get_native_id()}, self.cfg.scan_nice)
         while True:
             with self._lock:
                 while self._job is None and not self._closing:
@@ -249,13 +283,17 @@ class MultiFaceLandmarker:
                 if self._closing:
                     return
                 rgb = self._job
+            t0 = time.monotonic()
             try:
                 found = self._scan(rgb)
             except Exception:  # a frame the detector refuses: the next scan tries again
                 found = []
+            took = time.monotonic() - t0
             with self._lock:
                 self._job = None
                 self._found = found
+                # a scan slowed down by a busy CPU pushes the next one back
+                self._scan_ready_at = time.monotonic() + took * (1 / self.cfg.max_scan_share - 1)
 
     def _detections(self, rgb: np.ndarray, timestamp_ms: float | None) -> list[tuple[np.ndarray, float]]:
         """Faces from a scan that finished since the last call (starting one when due)."""
@@ -269,7 +307,7 @@ class MultiFaceLandmarker:
             return self._scan(rgb)
         with self._lock:
             found, self._found = self._found, []
-            if due and self._job is None:
+            if due and self._job is None and time.monotonic() >= self._scan_ready_at:
                 self._job = rgb
                 self._last_scan_ms = timestamp_ms
                 self._wake.notify()
