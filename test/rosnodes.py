@@ -251,19 +251,27 @@ class Probe:
         return False
 
     def _call(self, srv_type, name: str, request, timeout: float):
-        key = (srv_type, name)
-        clients = self.__dict__.setdefault("_clients", {})
-        if key not in clients:
-            clients[key] = self.node.create_client(srv_type, name)
-        client = clients[key]
-        if not client.wait_for_service(timeout_sec=timeout):
-            raise TimeoutError(f"service {name} not available after {timeout} s")
-        done = threading.Event()
-        future = client.call_async(request)
-        future.add_done_callback(lambda f: done.set())
-        if not done.wait(timeout):
-            raise TimeoutError(f"no answer from {name} within {timeout} s")
-        return future.result()
+        """Call a service with a client of its own. A client kept across tests could still be
+        matched with the server of a node process that has just ended (the graph forgets it
+        late on a busy machine) and send its request there: once, under load, a configure
+        request went unanswered for 60 s that way. If no answer comes within half the timeout,
+        the call is made once more with a new client (the request never reached a live server)."""
+        t_end = time.monotonic() + timeout
+        for attempt in range(2):
+            client = self.node.create_client(srv_type, name)
+            try:
+                left = t_end - time.monotonic()
+                if not client.wait_for_service(timeout_sec=max(0.1, left)):
+                    raise TimeoutError(f"service {name} not available after {timeout} s")
+                done = threading.Event()
+                future = client.call_async(request)
+                future.add_done_callback(lambda f: done.set())
+                if done.wait(max(0.1, (t_end - time.monotonic()) / (2 - attempt))):
+                    return future.result()
+            finally:
+                self.node.destroy_client(client)
+            print(f"[probe] no answer from {name}: calling again with a new client", file=sys.stderr, flush=True)
+        raise TimeoutError(f"no answer from {name} within {timeout} s")
 
     def change_state(self, node_name: str, transition: str, timeout: float = 60.0) -> bool:
         """Drive a lifecycle transition through the standard service /<node>/change_state.

@@ -164,3 +164,31 @@ def test_evaluation_of_a_short_labelled_bag(posed_folder, tmp_path, ros):
     assert res["recorded"]["/emotion/description"] >= 1
     log = (tmp_path / "eval" / "pipeline.log").read_text()
     assert "[ERROR]" not in log, log[-2000:]
+
+
+def test_small_faces_bag_shows_each_face_small_in_a_room(faces_dir, tmp_path):
+    """canvas mode: FER2013 test images at 48-64 px inside 640x480 frames of a real room, which
+    the multi-face finder must find and the ground truth still labels."""
+    from conftest import need
+
+    from facephi_ros.landmarks.multiface import MultiFaceLandmarker
+
+    fer = need(faces_dir.parent / "fer2013" / "test")
+    root = tmp_path / "fer"
+    for label in ("happy", "surprise"):
+        (root / "test" / label).mkdir(parents=True)
+        for p in sorted((fer / label).glob("*.jpg"))[:2]:
+            shutil.copy(p, root / "test" / label / p.name)
+    spec = StreamSpec(hold_s=0.5, transition_s=0.1, rate=20, per_class=1, canvas=(640, 480), face_px=(48, 64),
+                      background=str(faces_dir / "no_face.mp4"))
+    info = bag_from_images(root, "test", tmp_path / "b", spec)
+    assert info["segments"] == 2
+    with BagReader(tmp_path / "b") as r:
+        imgs = [m for *_, m in r.messages(["/camera/image_raw"])]
+        gts = [m for *_, m in r.messages([GT_TOPIC])]
+    assert {(i.width, i.height) for i in imgs} == {(640, 480)} and len(gts) == len(imgs)
+    first = np.asarray(imgs[5].data).reshape(480, 640, 3)[:, :, ::-1]  # bgr8 -> rgb
+    with MultiFaceLandmarker() as mf:
+        found = mf.detect(np.ascontiguousarray(first))
+    assert len(found) == 1, f"{len(found)} faces found"
+    assert 30 <= found[0].bbox[2] <= 90, found[0].bbox  # a small face (the mesh box of a 48-64 px image)

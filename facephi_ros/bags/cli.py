@@ -132,6 +132,11 @@ def main(argv=None) -> int:
     p.add_argument("--transition", type=float, default=0.1, help="cross-fade seconds between faces")
     p.add_argument("--rate", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--canvas", default="", metavar="WxH", help="show each image small inside frames of this size (e.g. 640x480)")
+    p.add_argument("--face-px", type=int, nargs=2, default=[48, 64], metavar=("MIN", "MAX"),
+                   help="with --canvas: the face's width in pixels, drawn per image")
+    p.add_argument("--background", type=Path, default=None, help="with --canvas: a video of an empty room")
+    p.add_argument("--face-moves", action="store_true", help="with --canvas: a new place for every image")
     p.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"])
     p = sub.add_parser("info")
     p.add_argument("bag", type=Path)
@@ -164,7 +169,15 @@ def main(argv=None) -> int:
         elif a.cmd == "make-images":
             from .make import StreamSpec, bag_from_images
 
-            spec = StreamSpec(a.hold, a.transition, a.rate, a.per_class, a.seed)
+            canvas = (0, 0)
+            if a.canvas:
+                try:
+                    canvas = tuple(int(v) for v in a.canvas.lower().split("x"))
+                    assert len(canvas) == 2 and min(canvas) > 0
+                except (ValueError, AssertionError):
+                    raise BagError(f"--canvas takes WIDTHxHEIGHT, e.g. 640x480 (got '{a.canvas}')") from None
+            spec = StreamSpec(a.hold, a.transition, a.rate, a.per_class, a.seed, canvas=canvas,
+                              face_px=tuple(a.face_px), background=str(a.background or ""), face_moves=a.face_moves)
             print(json.dumps(bag_from_images(a.root, a.split, a.out, spec, a.storage)))
         elif a.cmd == "info":
             return cmd_info(a)

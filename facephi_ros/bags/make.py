@@ -7,7 +7,10 @@ cross-fading to the next face over `transition_s`; the ground truth of every fra
 EmotionEstimate on /ground_truth/emotion (model "ground_truth", one-hot probabilities, stamp =
 the image's stamp, description = the source file); the label switches half-way through a fade.
 Small images are upscaled and padded exactly as the dataset builder does, so that the bag and
-the offline evaluation see the same faces.
+the offline evaluation see the same faces. With a canvas (StreamSpec.canvas), each image is shown
+instead at its own size, 48x48 scaled to a random width in face_px, in a frame of a real room: a
+face 2.5-4 m from the camera, which the face-mesh node must find and upscale. The face stays at
+one place (a person who stays put), or with face_moves jumps to a new place with every image.
 """
 from __future__ import annotations
 
@@ -77,6 +80,11 @@ class StreamSpec:
     seed: int = 0
     jitter_px: float = 1.0
     jitter_scale: float = 0.015
+    canvas: tuple[int, int] = (0, 0)  # (width, height) > 0: small faces in a room, see the module's docstring
+    face_px: tuple[int, int] = (48, 64)  # with a canvas: the face's width in pixels, drawn per image
+    background: str = ""  # with a canvas: a video of an empty room (frames spread over the images)
+    face_moves: bool = False  # with a canvas: each image at a new random place (else all at one place, as a
+                              # person who stays put while the expression changes)
 
 
 def choose_images(root, split: str, spec: StreamSpec):
@@ -116,6 +124,34 @@ def load_bgr(path: str) -> np.ndarray:
         raise BagError(str(e)) from None
 
 
+def _small_face_placer(spec: StreamSpec, rng):
+    """img(path, segment) -> a BGR canvas with the image pasted at a random width in face_px."""
+    from ..evaluation.scenes import FaceSample, backgrounds, paste
+
+    if not spec.background:
+        raise BagError("a canvas needs StreamSpec.background (a video of an empty room)")
+    bgs = backgrounds(Path(spec.background), spec.canvas, n=8)
+    W, H = spec.canvas
+    hi = max(spec.face_px)
+    spot = (rng.uniform(0.1 * W, 0.9 * W - hi), rng.uniform(0.1 * H, 0.9 * H - hi))
+
+    def img(path: str, seg: int) -> np.ndarray:
+        g = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if g is None:
+            raise BagError(f"cannot read image {path}")
+        face = FaceSample(np.repeat(g[:, :, None], 3, axis=2), np.array([0, 0, g.shape[1], g.shape[0]], np.float32), str(path))
+        width = float(rng.uniform(*spec.face_px))
+        if spec.face_moves:
+            x, y = rng.uniform(0.1 * W, 0.9 * W - width), rng.uniform(0.1 * H, 0.9 * H - width)
+        else:  # one place; the face's centre stays put whatever its size
+            x, y = spot[0] + (hi - width) / 2, spot[1] + (hi - width) / 2
+        frame = bgs[0 if not spec.face_moves else seg % len(bgs)].copy()
+        paste(frame, face, width, x, y)
+        return np.ascontiguousarray(frame[:, :, ::-1])
+
+    return img
+
+
 def bag_from_images(root: str | Path, split: str, out: str | Path, spec: StreamSpec, storage: str = "mcap") -> dict:
     idx, order = choose_images(root, split, spec)
     ts = typestore()
@@ -131,8 +167,9 @@ def bag_from_images(root: str | Path, split: str, out: str | Path, spec: StreamS
         c_img = w.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=ts)
         c_gt = w.add_connection(GT_TOPIC, "facephi_ros/msg/EmotionEstimate", typestore=ts)
         prev = None
+        place = _small_face_placer(spec, rng) if spec.canvas[0] > 0 else None
         for seg, i in enumerate(tqdm(order, desc=f"{split} images -> bag", unit="segment")):
-            img = load_bgr(idx.paths[i])
+            img = load_bgr(idx.paths[i]) if place is None else place(idx.paths[i], seg)
             label = int(idx.labels[i])
             for k in range(hold):
                 frame = _frame(img, rng, spec)

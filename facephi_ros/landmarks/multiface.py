@@ -213,8 +213,8 @@ class MultiFaceLandmarker:
     -> [FaceMesh] in full-frame coordinates, like Landmarker.detect. Call it from one thread;
     close() when done.
 
-    A detector scan (every window of tile_windows) starts at the first frame, then at most every
-    detect_period_s of stream time. Synchronous (the default, and what still images need), the
+    A detector scan (every window of tile_windows) starts at the first frame, then every
+    detect_period_s of stream time, and at once when a tracked face is lost. Synchronous (the default, and what still images need), the
     scan runs inside detect() on that frame. Asynchronous, it runs in a thread of its own on the
     newest frame handed to it, and its faces join the next detect() call: the frames in between
     pay only for their landmarks. Faces already tracked are never detected twice."""
@@ -243,6 +243,7 @@ class MultiFaceLandmarker:
         self._closing = False
         self._thread = None
         self._scan_ready_at = 0.0  # monotonic time before which no asynchronous scan starts
+        self._lost = False  # a tracked face was lost in the last frame: scan now
         if config.asynchronous:
             self._thread = threading.Thread(target=self._scan_loop, name="face-detector", daemon=True)
             self._thread.start()
@@ -297,19 +298,19 @@ class MultiFaceLandmarker:
 
     def _detections(self, rgb: np.ndarray, timestamp_ms: float | None) -> list[tuple[np.ndarray, float]]:
         """Faces from a scan that finished since the last call (starting one when due)."""
-        due = (timestamp_ms is None or self._last_scan_ms is None
+        due = (timestamp_ms is None or self._last_scan_ms is None or self._lost
                or timestamp_ms - self._last_scan_ms >= self.cfg.detect_period_s * 1000
                or timestamp_ms < self._last_scan_ms)
         if self._thread is None:
             if not due:
                 return []
-            self._last_scan_ms = timestamp_ms
+            self._last_scan_ms, self._lost = timestamp_ms, False
             return self._scan(rgb)
         with self._lock:
             found, self._found = self._found, []
             if due and self._job is None and time.monotonic() >= self._scan_ready_at:
                 self._job = rgb
-                self._last_scan_ms = timestamp_ms
+                self._last_scan_ms, self._lost = timestamp_ms, False
                 self._wake.notify()
         return found
 
@@ -340,6 +341,9 @@ class MultiFaceLandmarker:
             if any(box_iou(mesh.bbox, m.bbox) > cfg.duplicate_iou or _inside(mesh.bbox, m.bbox) for m in meshes):
                 continue  # two crops landed on the same face
             meshes.append(mesh)
+        # a face lost since the last frame may have moved faster than its crop, or left as
+        # another came in: look again at once instead of at the next period
+        self._lost = self._lost or len(meshes) < len(self.regions)
         self.regions = [m.bbox.copy() for m in meshes]
         return meshes
 
