@@ -3,7 +3,8 @@
     python -m benchmarks.faces [--scenes 20] [--no-node-bench] [--out docs/results/faces.json]
 
 1. group photo: faces found in multi_face.jpg by the multi-face finder and, beside it, by the
-   landmarker's own whole-frame detector (the previous default);
+   landmarker's own whole-frame detector (the previous default); then the photo as a 3 s video
+   at 30 Hz: when all five have ids, and how many ids were given;
 2. detection by face width: 24-120 px real faces pasted into 640x480 frames of a real room, three
    per frame, one detector scan per frame;
 3. composed scenes: 2-10 faces per frame at 640x480 and 1280x720, varied sizes and places,
@@ -16,7 +17,8 @@
    same run (benchmarks/landmark_bench.py; --no-node-bench reuses its last result);
 7. emotion on small faces: a labelled bag of FER2013 test faces at 48-64 px inside 640x480
    frames, replayed through the face mesh and the emotion node, against the same images'
-   offline figure (--bag-only: this part alone, merged into the existing results).
+   offline figure.
+--only group-video / --only bag runs that part alone and merges it into the existing results.
 Faces: the ten people of the photos in ../shared/data/faces and FER2013 test images that the
 offline pipeline finds a face in (FER2013 holds some images with no usable face: a face no
 landmark pipeline can read is not counted against finding).
@@ -100,18 +102,22 @@ def main(argv=None) -> int:
     ap.add_argument("--scenes", type=int, default=20, help="composed scenes per frame size")
     ap.add_argument("--fer", type=int, default=150, help="FER2013 test images drawn (before the offline filter)")
     ap.add_argument("--no-node-bench", action="store_true", help="reuse docs/results/landmark_bench.json")
-    ap.add_argument("--per-class", type=int, default=30, help="FER2013 test images per class in the small-face bag")
+    ap.add_argument("--per-class", type=int, default=100, help="FER2013 test images per class in the small-face bag")
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bags")
-    ap.add_argument("--bag-only", action="store_true", help="only the small-face bag, merged into an existing --out")
+    ap.add_argument("--moving-bag", action="store_true", help="also a small-face bag whose face jumps to a new place per image")
+    ap.add_argument("--only", choices=["group-video", "bag"], default=None,
+                    help="only this part, merged into the existing --out (its command is recorded beside it)")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/faces.json")
     a = ap.parse_args(argv)
-    if a.bag_only:
+    if a.only:
         from facephi_ros.evaluation.metrics import command_line, write_result
 
         res = json.loads(a.out.read_text())
-        res.update(small_face_bag(a.per_class, data_dir() / "faces" / "no_face.mp4", a.work))
-        res["bag_small_faces_command"] = command_line("python -m benchmarks.faces", argv)
-        res.pop("not_measured", None)
+        if a.only == "bag":
+            res.update(small_face_bag(a.per_class, data_dir() / "faces" / "no_face.mp4", a.work, a.moving_bag))
+        else:
+            res.update(group_video(data_dir() / "faces" / "multi_face.jpg"))
+        res[f"{a.only.replace('-', '_')}_command"] = command_line("python -m benchmarks.faces", argv)
         write_result(a.out, res)
         return 0
 
@@ -121,7 +127,7 @@ def main(argv=None) -> int:
     from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
     from facephi_ros.landmarks.tracker import FaceTracker
 
-    node_defaults = MultiFaceConfig(min_face_px=24, detect_period_s=0.3, max_faces=10)
+    node_defaults = MultiFaceConfig(min_face_px=24, detect_period_s=0.25, max_faces=10)
     data = data_dir()
     faces_dir = data / "faces"
     rng = np.random.default_rng(0)
@@ -137,6 +143,7 @@ def main(argv=None) -> int:
     with Landmarker(num_faces=8, video=False) as lm:
         res["group_photo_found_whole_frame_detector"] = len(lm.detect(group))
     print(f"group photo: {res['group_photo_found']} of 5 (whole-frame detector: {res['group_photo_found_whole_frame_detector']})")
+    res.update(group_video(faces_dir / "multi_face.jpg"))
 
     lm, keep = fer_keep()
     try:
@@ -244,17 +251,40 @@ def main(argv=None) -> int:
     if not a.no_node_bench:
         from benchmarks import landmark_bench
 
-        landmark_bench.main(["--out", str(bench)])
+        landmark_bench.main([])  # writes docs/results/landmark_bench.json
     lb = json.loads(bench.read_text())
     res["single_face_processed_ratio"] = lb["processed_ratio"]
     res["single_face_latency_ratio"] = lb.get("latency_ratio_to_whole_frame_detector")
     res["single_face_latency_p50_ms"] = lb["latency_p50_ms"]
     res["single_face_latency_p50_ms_whole_frame_detector"] = lb.get("whole_frame_detector", {}).get("latency_p50_ms")
 
-    res.update(small_face_bag(a.per_class, faces_dir / "no_face.mp4", a.work))
+    res.update(small_face_bag(a.per_class, faces_dir / "no_face.mp4", a.work, a.moving_bag))
     res["command"] = command_line("python -m benchmarks.faces", argv)
     write_result(a.out, res)
     return 0
+
+
+def group_video(photo: Path, seconds: float = 3.0) -> dict:
+    """The group photo as a video at 30 Hz (paced in wall time), through the node's finder
+    settings and tracker: when all five have an id, and how many ids were ever given."""
+    from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
+    from facephi_ros.landmarks.tracker import FaceTracker
+
+    rgb = np.ascontiguousarray(cv2.imread(str(photo))[:, :, ::-1])
+    cfg = MultiFaceConfig(min_face_px=24, detect_period_s=0.25, max_faces=8, asynchronous=True)
+    counts, ids_seen, spent = [], set(), []
+    with MultiFaceLandmarker(config=cfg) as mf:
+        for found, ids, dt in follow(mf, FaceTracker(), [rgb] * int(seconds * RATE)):
+            counts.append(sum(1 for i in ids if i))
+            ids_seen |= {i for i in ids if i}
+            spent.append(dt)
+    first = next((k for k, c in enumerate(counts) if c == 5), None)
+    res = {"group_video_all_tracked_s": round(first / RATE, 3) if first is not None else None,
+           "group_video_ids": len(ids_seen),
+           "group_video_frames_with_5": round(sum(c == 5 for c in counts) / len(counts), 3),
+           "group_video_ms_per_frame_p50": round(1000 * float(np.median(spent)), 1)}
+    print("group video:", res)
+    return res
 
 
 def offline_same_images(files: list[str]) -> float:
@@ -287,21 +317,21 @@ def offline_same_images(files: list[str]) -> float:
     return float((pred == labels).mean())
 
 
-def small_face_bag(per_class: int, background: Path, work: Path) -> dict:
+def small_face_bag(per_class: int, background: Path, work: Path, with_moving: bool = False) -> dict:
     """FER2013 test faces shown at 48-64 px inside 640x480 frames of a room, replayed through
     the face mesh and the emotion node (the project's launcher, FacePhi off): per-segment
     accuracy against the same images' offline figure. The face stays at one place while the
     images change, as in the full-size labelled bag; a second bag moves it to a new place with
     every image (each image is then a new face to find: it measures finding as well)."""
     res = {}
-    for moving in (False, True):
+    for moving in (False, True) if with_moving else (False,):
         ev, files = _replay_small(per_class, background, work, moving)
         key = "bag_small_faces_moving" if moving else "bag_small_faces"
         res.update({f"{key}_acc": ev["segment_accuracy"], f"{key}_frame_acc": ev["accuracy"],
                     f"{key}_frames_with_face": round(ev["frames_with_face"] / ev["frames_published"], 4),
                     f"{key}_processed_ratio": ev["processed_ratio"]})
     offline = offline_same_images(files)
-    print(f"small faces: bag {res['bag_small_faces_acc']} (per segment; moving: {res['bag_small_faces_moving_acc']}), "
+    print(f"small faces: bag {res['bag_small_faces_acc']} (per segment; moving: {res.get('bag_small_faces_moving_acc')}), "
           f"offline {offline:.4f} on the same {len(files)} images")
     res.update({"bag_small_faces_offline_acc": round(offline, 4), "bag_small_faces_images": len(files),
                 "bag_small_faces_note": "48-64 px FER2013 test faces in 640x480 frames of a room, 1 s each at 30 Hz, the face "
