@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..models.files import load_into  # noqa: F401  (FacePhi parts load through it)
 from ..models.lstm import ModelFileError
 
 META = "model.json"
@@ -46,12 +47,3 @@ def load_part(folder: str | Path, what: str, rebuild: str) -> tuple[dict[str, to
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFileError(f"{what} weights {folder / WEIGHTS} are corrupt ({str(e).splitlines()[0][:100]})") from None
     return state, meta
-
-
-def load_into(module: torch.nn.Module, state: dict, what: str, folder: str | Path) -> None:
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as e:
-        lines = str(e).splitlines()
-        first = lines[1].strip() if len(lines) > 1 else lines[0]
-        raise ModelFileError(f"{what} weights in {folder} do not match its metadata ({first[:140]})") from None

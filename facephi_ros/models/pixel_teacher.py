@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ..paths import shipped
+from .files import load_into
 from .lstm import ModelFileError
 
 # FER2013's classes in the project's order: the sorted class-folder names that
@@ -187,11 +188,6 @@ def load_teacher(path: str | Path | None = None, device: str | torch.device = "c
     if expect_classes is not None and list(cfg.classes) != list(expect_classes):
         raise ModelFileError(f"pixel teacher {path} has classes {list(cfg.classes)}, expected {list(expect_classes)}")
     model = PixelTeacher(cfg)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        lines = str(e).splitlines()
-        first = lines[1].strip() if len(lines) > 1 else lines[0]
-        raise ModelFileError(f"pixel teacher weights {path} do not match their header ({first[:140]})") from None
+    load_into(model, state, "pixel teacher", path, against="their header")
     model.meta = {k: json.loads(v) if k in ("config", "classes", "extra") else v for k, v in meta.items()}
     return model.to(device).eval()
