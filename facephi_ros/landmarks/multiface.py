@@ -128,6 +128,18 @@ def _inside(a: np.ndarray, b: np.ndarray) -> bool:
                 or (a[0] <= cb[0] <= a[0] + a[2] and a[1] <= cb[1] <= a[1] + a[3]))
 
 
+def part_of(small: np.ndarray, big: np.ndarray, margin: float = 0.25) -> bool:
+    """A box at most half the size of another whose centre lies within that one's box widened
+    by `margin` of its side: part of the bigger face (an ear, hair) that a fine tile took for a
+    face of its own. Seen on 45-m7-di-ph.jpg: a 94 px "face" on the ear of a 262 px face."""
+    s_small, s_big = max(small[2], small[3]), max(big[2], big[3])
+    if s_big < 2 * s_small:
+        return False
+    cx, cy = small[0] + small[2] / 2, small[1] + small[3] / 2
+    m = margin * s_big
+    return bool(big[0] - m <= cx <= big[0] + big[2] + m and big[1] - m <= cy <= big[1] + big[3] + m)
+
+
 class TiledDetector:
     """BlazeFace (short range) over the whole frame and tiles; boxes in pixels (x, y, w, h)."""
 
@@ -272,6 +284,7 @@ class MultiFaceLandmarker:
             found += self._detector.run(rgb, win)
         found = [(b, sc) for b, sc in found if min(b[2], b[3]) >= self.cfg.min_face_px * 0.8]
         keep = suppress([b for b, _ in found], [sc for _, sc in found], self.cfg.duplicate_iou)
+        keep = [i for i in keep if not any(part_of(found[i][0], found[j][0]) for j in keep if j != i)]
         self.stats["scans"] += 1
         self.stats["windows"] += len(wins)
         self.stats["scan_ms"] += (time.perf_counter() - t0) * 1000
@@ -323,7 +336,7 @@ class MultiFaceLandmarker:
         cfg = self.cfg
         candidates = list(self.regions)  # tracked faces first
         for b, _ in self._detections(rgb, timestamp_ms):
-            if not any(box_iou(b, r) > 0.2 or _inside(b, r) for r in candidates):
+            if not any(box_iou(b, r) > 0.2 or _inside(b, r) or part_of(b, r) for r in candidates):
                 candidates.append(b)
         meshes: list[FaceMesh] = []
         for box in candidates:
@@ -342,6 +355,7 @@ class MultiFaceLandmarker:
             if any(box_iou(mesh.bbox, m.bbox) > cfg.duplicate_iou or _inside(mesh.bbox, m.bbox) for m in meshes):
                 continue  # two crops landed on the same face
             meshes.append(mesh)
+        meshes = [m for m in meshes if not any(part_of(m.bbox, o.bbox) for o in meshes if o is not m)]
         # a face lost since the last frame may have moved faster than its crop, or left as
         # another came in: look again at once instead of at the next period
         self._lost = self._lost or len(meshes) < len(self.regions)
