@@ -50,7 +50,8 @@ class MultiFaceConfig:
     asynchronous: bool = False  # scans run in a thread of their own (the node: true)
     scan_nice: int = 10  # asynchronous scans run at this lower CPU priority (0: unchanged)
     max_scan_share: float = 0.33  # asynchronous scans wait so as to use at most this share of a core
-    min_detection_confidence: float = 0.5  # detector score for a new face
+    min_detection_confidence: float = 0.6  # detector score for a new face (0.5: 3.5x the false detections in an
+                                           # empty room for 0.4 points more faces found, FER2013 training faces)
     min_presence_confidence: float = 0.5  # landmarker's own threshold inside a crop
     crop_scale: float = 1.8  # crop side / face box side
     retry_scale: float = 2.4  # when the landmarker finds no face in that crop, one more try this wide (0: none)

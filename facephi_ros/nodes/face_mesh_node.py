@@ -57,7 +57,7 @@ class FaceMeshNode(ManagedNode):
             "model_path": "", "num_faces": 8, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
-            "multi_face": True, "min_face_px": 24, "detect_period_s": 0.25,
+            "multi_face": True, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
         }, **kwargs)
         self.landmarker: Landmarker | None = None
         self.pub = self.debug_pub = self.sub = None
@@ -119,7 +119,7 @@ class FaceMeshNode(ManagedNode):
     def _multi_config(self) -> MultiFaceConfig:
         p = self.p
         return MultiFaceConfig(max_faces=p["num_faces"], min_face_px=p["min_face_px"], detect_period_s=p["detect_period_s"],
-                               asynchronous=True, min_detection_confidence=p["min_detection_confidence"],
+                               asynchronous=True, min_detection_confidence=p["new_face_confidence"],
                                min_presence_confidence=p["min_presence_confidence"])
 
     def _make_landmarker(self) -> Landmarker | MultiFaceLandmarker:
