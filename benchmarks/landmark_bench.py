@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                 "faces_per_frame_mean": round(float(np.mean(faces)), 3) if faces else 0}
 
     previous = node_run({"multi_face": False})
-    default = node_run({})
+    default = node_run({"multi_face": True})
     probe.close()
     rclpy.try_shutdown()
     bare_p50, transport_p50 = pct(bare, 50), pct(transport, 50)

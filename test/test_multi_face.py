@@ -1,4 +1,4 @@
-"""Every face in the room: the face-mesh node (default multi_face mode, a separate process) on a
+"""Every face in the room: the face-mesh node (multi_face: true, a separate process) on a
 real group photo and on frames composed from real face photos, with small faces at a distance."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from facephi_ros.evaluation import scenes
 
 @pytest.fixture(scope="module")
 def multi_face_node(ros):
-    with NodeProcess("face_mesh_node", "face_mesh", {"num_faces": 8, "min_face_px": 24, "detect_period_s": 0.25}) as node:
+    with NodeProcess("face_mesh_node", "face_mesh", {"multi_face": True, "num_faces": 8, "min_face_px": 24, "detect_period_s": 0.25}) as node:
         assert node.wait_log("face mesh ready", 30), node.log
         assert "tiled detector" in node.log, node.log
         yield node

@@ -1,9 +1,9 @@
 """face_mesh node: images -> faces found and landmarked by MediaPipe -> tracked FaceLandmarksArray.
 
-By default (multi_face: true) faces are found by a tiled detector, near or far, and each is
-landmarked in a crop of its own (facephi_ros/landmarks/multiface.py; docs/faces.md); with
-multi_face: false the landmarker's own short-range detector sees the whole frame (faces within
-about 2 m, as before).
+With multi_face: true faces are found by a tiled detector, near or far, and each is landmarked
+in a crop of its own (facephi_ros/landmarks/multiface.py; docs/faces.md). It is opt-in for now:
+it still turns a rare background pattern of an empty room into a tracked face. By default the
+landmarker's own short-range detector sees the whole frame (faces within about 2 m).
 
 Subscribes /camera/image_raw (sensor-data QoS). The subscription callback only stores the newest
 image; a worker thread runs the landmarker on it, so a slow frame never builds a backlog:
@@ -57,7 +57,7 @@ class FaceMeshNode(ManagedNode):
             "model_path": "", "num_faces": 8, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
-            "multi_face": True, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
+            "multi_face": False, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
         }, **kwargs)
         self.landmarker: Landmarker | None = None
         self.pub = self.debug_pub = self.sub = None
@@ -72,11 +72,10 @@ class FaceMeshNode(ManagedNode):
         for k in ("min_detection_confidence", "min_presence_confidence", "min_tracking_confidence"):
             if not 0.0 <= p[k] <= 1.0:
                 raise StartupError(f"{k} must be within [0, 1], got {p[k]}")
-        if p["multi_face"]:
-            try:
-                self._multi_config().check()
-            except ValueError as e:
-                raise StartupError(str(e)) from None
+        try:  # checked in either mode, so that a bad value is found before someone switches modes
+            self._multi_config().check()
+        except ValueError as e:
+            raise StartupError(str(e)) from None
         self.landmarker = self._make_landmarker()  # AssetError: one line, the transition fails
         self.tracker = FaceTracker(max_missed=p["max_missed_frames"], min_hits=p["min_hits"])
         self.pub = self.create_lifecycle_publisher(FaceLandmarksArray, FACES_TOPIC, reliable_qos())
