@@ -77,16 +77,6 @@ def score(model, mean, std, x: np.ndarray, y: np.ndarray, found: np.ndarray, cla
             "macro_f1_7": round(rep["macro_f1"], 4), "images": int(len(y)), "found": round(float(found.mean()), 4)}
 
 
-def stratified_holdout(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    val = np.zeros(len(y), bool)
-    for c in np.unique(y):
-        idx = np.nonzero(y == c)[0]
-        rng.shuffle(idx)
-        val[idx[: int(round(fraction * len(idx)))]] = True
-    return val
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--features", type=Path, default=REPO / "runs" / "features" / "fer2013")
@@ -97,12 +87,14 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from facephi_ros.data.feature_files import load_split
     from facephi_ros.evaluation.metrics import command_line, write_result
+    from training.train_pixel_teacher import stratified_split
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     tr = load_split(a.features, "train")
     x, y, found = inputs(tr), tr.labels.astype(int), tr.found
     n_classes = len(tr.classes)
-    val = stratified_holdout(y, 0.1, seed=0)
+    val = np.zeros(len(y), bool)
+    val[stratified_split(y, 0.1, seed=0)[1]] = True
     t0 = time.time()
     fit = ~val & found
     model, mean, std = train_plain(x[fit], y[fit], n_classes, a.epochs, device=device)
