@@ -29,18 +29,22 @@ def echo(probe, kind, msg):
         probe.received["/echo/out"] = []
         probe.subscribe(kind, "/echo/out")
         pub = probe.publisher(kind, "/echo/in")
-        assert probe.wait_subscribers(pub)
-        time.sleep(1.0)
-        t_end = time.monotonic() + 15
+        assert probe.wait_subscribers(pub) and probe.wait_publishers("/echo/out")
+        t_end = time.monotonic() + 30
         while not probe.messages("/echo/out") and time.monotonic() < t_end:
-            pub.publish(msg)
-            time.sleep(0.3)
+            pub.publish(msg)  # again until one comes back: the echo's own discovery may lag ours
+            probe.wait_for("/echo/out", 1, timeout=0.5)
         out = probe.messages("/echo/out")
         assert out, "nothing came back"
         return out[0]
     finally:
+        # the echo's exit is not under test: a busy machine may take long to tear down DDS
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def random_face(rng) -> FaceMesh:

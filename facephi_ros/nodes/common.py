@@ -288,8 +288,18 @@ def run_node(factory, args=None) -> int:
     SIGTERM exit 0 after the node's own clean-up, also when they arrive while the node is still
     starting (no traceback from a context that went away).
     """
+    try:
+        return _run_node(factory, args)
+    except KeyboardInterrupt:
+        # a Ctrl-C that landed outside the spin: while an exception was being handled, or in
+        # the clean-up itself. The node is going away on request; that is not an error.
+        return 0
+
+
+def _run_node(factory, args) -> int:
     from rclpy.exceptions import ParameterException
 
+    startup_errors = (StartupError, _asset_error(), ParameterException)
     node = None
     code = 0
     try:
@@ -299,7 +309,7 @@ def run_node(factory, args=None) -> int:
             code = 2 if rclpy.ok() else 0
         else:
             rclpy.spin(node)
-    except (StartupError, _asset_error(), ParameterException) as e:
+    except startup_errors as e:
         name = node.get_name() if node else getattr(factory, "__name__", "node")
         print(f"[facephi_ros] {name}: error: {str(e).splitlines()[0]}", file=sys.stderr, flush=True)
         code = 2
