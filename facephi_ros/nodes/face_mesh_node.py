@@ -1,9 +1,9 @@
 """face_mesh node: images -> faces found and landmarked by MediaPipe -> tracked FaceLandmarksArray.
 
-With multi_face: true faces are found by a tiled detector, near or far, and each is landmarked
-in a crop of its own (facephi_ros/landmarks/multiface.py; docs/faces.md). It is opt-in for now:
-it still turns a rare background pattern of an empty room into a tracked face. By default the
-landmarker's own short-range detector sees the whole frame (faces within about 2 m).
+By default (multi_face: true) faces are found by a tiled detector, near or far, confirmed by a
+second look, and each is landmarked in a crop of its own (facephi_ros/landmarks/multiface.py;
+docs/faces.md). multi_face: false leaves detection to the landmarker's own short-range detector
+on the whole frame (faces within about 2 m, a group loses most of its faces).
 
 Subscribes /camera/image_raw (sensor-data QoS). The subscription callback only stores the newest
 image; a worker thread runs the landmarker on it, so a slow frame never builds a backlog:
@@ -57,7 +57,8 @@ class FaceMeshNode(ManagedNode):
             "model_path": "", "num_faces": 8, "min_detection_confidence": 0.5, "min_presence_confidence": 0.5,
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
-            "multi_face": False, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
+            "multi_face": True, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
+            "confirm_confidence": 0.65,
         }, **kwargs)
         self.landmarker: Landmarker | None = None
         self.pub = self.debug_pub = self.sub = None
@@ -119,7 +120,8 @@ class FaceMeshNode(ManagedNode):
         p = self.p
         return MultiFaceConfig(max_faces=p["num_faces"], min_face_px=p["min_face_px"], detect_period_s=p["detect_period_s"],
                                asynchronous=True, min_detection_confidence=p["new_face_confidence"],
-                               min_presence_confidence=p["min_presence_confidence"])
+                               min_presence_confidence=p["min_presence_confidence"],
+                               confirm_confidence=p["confirm_confidence"])
 
     def _make_landmarker(self) -> Landmarker | MultiFaceLandmarker:
         if self.p["multi_face"]:
