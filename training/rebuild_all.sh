@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rebuild every shipped weight file from the labelled images (about 6.5 h on 2 CPU cores):
-# features -> face geometry -> pixel teacher (training-time only, ~100 min on one thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
+# features -> face geometry -> pixel teacher (training-time only, ~90 min on one thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
 # -> FacePhi: encoder alignment (8 epochs, 45 min, then 4 more at a lower rate, 22 min), two-stage LLM training and its no-alignment ablation
 # (run side by side, one thread each, about 70 min) -> FacePhi evaluation.
 #   bash training/rebuild_all.sh [../shared/data/fer2013]
@@ -10,7 +10,7 @@ PY=.venv/bin/python
 ROOT=${1:-../shared/data/fer2013}
 $PY -m training.build_dataset --root "$ROOT" --out runs/features/fer2013 --views   # views: 6 passes per image, ~25 min
 $PY -m training.derive_face_geometry --features runs/features/fer2013/train.npz
-OMP_NUM_THREADS=1 $PY -m training.train_pixel_teacher --root "$ROOT"   # pixel teacher (CNN on the pixels), ~100 min on one thread -> models/pixel_teacher
+OMP_NUM_THREADS=1 $PY -m training.train_pixel_teacher --root "$ROOT"   # pixel teacher (CNN on the pixels), ~90 min on one thread -> models/pixel_teacher
 for tag in fer7 fer3; do
   $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml
   $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml --per-frame

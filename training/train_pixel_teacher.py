@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("runs/pixel_teacher"), help="cache, checkpoints, log")
     ap.add_argument("--out", type=Path, default=Path("models/pixel_teacher"), help="folder of the shipped weights")
     ap.add_argument("--results", type=Path, default=Path("docs/results/pixel_teacher.json"))
-    ap.add_argument("--epochs", type=int, default=22)
+    ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3, help="one-cycle peak rate")
     ap.add_argument("--weight-decay", type=float, default=0.05)
