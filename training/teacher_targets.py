@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--features", type=Path, default=REPO / "runs" / "features" / "fer2013")
     ap.add_argument("--split", default="train")
+    ap.add_argument("--root", type=Path, default=Path("../shared/data/fer2013"),
+                    help="the image folder the feature file's relative paths start from")
     ap.add_argument("--teacher", type=Path, default=None, help="teacher weights (default: the committed ones)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
@@ -44,7 +46,7 @@ def main(argv=None) -> int:
     for i in tqdm(range(0, len(paths), a.batch), desc=f"teacher on {a.split}", unit="batch"):
         crops = []
         for p in paths[i:i + a.batch]:
-            g = cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+            g = cv2.imread(str(p if Path(p).is_absolute() else a.root / p), cv2.IMREAD_GRAYSCALE)
             if g is None:
                 raise SystemExit(f"cannot read image {p}")
             crops.append(g)

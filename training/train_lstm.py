@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -68,9 +69,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: models/<name>)")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--distill-alpha", type=float, default=None,
+                    help="override the config's distill.alpha (share of the hard-label loss; 1 = no distillation)")
+    ap.add_argument("--distill-temperature", type=float, default=None, help="override the config's distill.temperature")
+    ap.add_argument("--no-distill", action="store_true", help="ignore the config's distill section")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = yaml.safe_load(a.config.read_text())
+    distill = None if a.no_distill else dict(cfg.get("distill") or {}) or None
+    if distill is not None:
+        distill["alpha"] = a.distill_alpha if a.distill_alpha is not None else distill.get("alpha", 0.5)
+        distill["temperature"] = a.distill_temperature if a.distill_temperature is not None else distill.get("temperature", 2.0)
+        cfg["distill"] = distill
+    elif "distill" in cfg:
+        cfg["distill"] = None
     tc, aug = cfg["train"], SequenceAugment(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
     name = cfg["name"].replace("lstm_", "frame_") if a.per_frame else cfg["name"]
     out = a.out or Path("models") / name
@@ -92,6 +104,13 @@ def main(argv=None) -> int:
     if a.per_frame and views:  # the per-frame baseline is validated on the single clean frame
         val_lm, val_bs, val_vf = val_lm[:, 0], val_bs[:, 0], None
     y = torch.from_numpy(data.labels.astype(np.int64))
+    image_index = torch.arange(len(y))  # sequences report which image each frame shows
+    teacher = None
+    if distill is not None:
+        from facephi_ros.models.distill import TeacherTargets
+
+        teacher = torch.from_numpy(TeacherTargets.load(distill["targets"], data.paths, cfg["classes"]).logits)
+        print(f"distilling from {distill['targets']}: alpha {distill['alpha']}, temperature {distill['temperature']}")
     classes = cfg["classes"]
     C = len(classes)
     counts = np.bincount(data.labels[tr_idx], minlength=C)
@@ -111,7 +130,13 @@ def main(argv=None) -> int:
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     steps_per_epoch = int(np.ceil(len(tr_idx) / tc["batch_size"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc["lr"], total_steps=epochs * steps_per_epoch, pct_start=0.1)
-    loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=tc["label_smoothing"])
+    from facephi_ros.models.distill import distillation_loss
+
+    def loss_fn(logits, src):  # src: the image each frame shows
+        return distillation_loss(logits, y[src], teacher[src] if teacher is not None else None,
+                                 alpha=distill["alpha"] if distill else 1.0,
+                                 temperature=distill["temperature"] if distill else 1.0,
+                                 weight=weights, label_smoothing=tc["label_smoothing"])
     gen = torch.Generator().manual_seed(tc["seed"])
     tr_t = torch.from_numpy(tr_idx)
     # partners for transitions come from the training images only
@@ -127,9 +152,9 @@ def main(argv=None) -> int:
         for s in bar:
             anchors = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
             partners = tr_t[torch.randint(len(tr_t), (len(anchors),), generator=gen)]
-            x, yy = make_sequences(lm, bs, y, anchors, partners, T, aug, gen, view_found=vf, **fk)
+            x, src = make_sequences(lm, bs, image_index, anchors, partners, T, aug, gen, view_found=vf, **fk)
             logits = model(x)
-            loss = loss_fn(logits.reshape(-1, C), yy.reshape(-1))
+            loss = loss_fn(logits.reshape(-1, C), src.reshape(-1))
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -147,8 +172,7 @@ def main(argv=None) -> int:
               f"{'  *' if score > best else ''}  ({time.time() - t0:.0f} s)", flush=True)
         if score > best:
             best, best_epoch, best_rep = score, epoch + 1, rep
-            save_model(model, out, {"trained_with": " ".join(["python -m training.train_lstm", "--config", str(a.config)]
-                                                              + (["--per-frame"] if a.per_frame else [])),
+            save_model(model, out, {"trained_with": " ".join(["python -m training.train_lstm"] + list(argv if argv is not None else sys.argv[1:])),
                                     "training_config": cfg})
         elif epoch + 1 - best_epoch >= tc["patience"]:
             print(f"early stop: no improvement for {tc['patience']} epochs")
