@@ -251,7 +251,6 @@ def main(argv=None) -> int:
     return 0
 
 
-
 def entry_latency(pool, bg640, rng, async_cfg) -> dict:
     """A third face appears in a 640x480 stream of two (paced at 30 Hz): seconds until it has an id."""
     from facephi_ros.evaluation import scenes

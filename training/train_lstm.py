@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import SequenceAugment, assemble, make_sequences
-from facephi_ros.evaluation.metrics import classification_report, plot_confusion
+from facephi_ros.evaluation.metrics import classification_report, command_line, plot_confusion
 from facephi_ros.features.normalize import FeatureConfig
 from facephi_ros.models.lstm import EmotionLSTM, LSTMConfig, save_model
 
@@ -172,7 +171,7 @@ def main(argv=None) -> int:
               f"{'  *' if score > best else ''}  ({time.time() - t0:.0f} s)", flush=True)
         if score > best:
             best, best_epoch, best_rep = score, epoch + 1, rep
-            save_model(model, out, {"trained_with": " ".join(["python -m training.train_lstm"] + list(argv if argv is not None else sys.argv[1:])),
+            save_model(model, out, {"trained_with": command_line("python -m training.train_lstm", argv),
                                     "training_config": cfg})
         elif epoch + 1 - best_epoch >= tc["patience"]:
             print(f"early stop: no improvement for {tc['patience']} epochs")
