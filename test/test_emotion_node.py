@@ -127,6 +127,10 @@ def test_feature_layout_mismatch(ros, tmp_path):
     _expect_start_failure({"model_dir": str(d)}, "do not match")
 
 
+def test_bad_label_rule_is_refused(ros):
+    _expect_start_failure({"label_margin": -0.5}, "label rule margin must be a finite number >= 0")
+
+
 def test_class_list_mismatch(ros):
     _expect_start_failure({"expect_classes": ["happy", "sad", "neutral"]}, "has classes", "expected ['happy', 'sad', 'neutral']")
 

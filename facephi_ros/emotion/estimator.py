@@ -8,6 +8,10 @@ estimate comes from the one with the longer history: in steady state it integrat
 to 16 frames (reported in window_frames), exactly as the model would over those frames, at the
 cost of two steps. Faces not seen for `forget_after` seconds are dropped and at most
 `max_faces` faces are kept: memory is bounded.
+
+The label of each estimate follows a calm rule over the probabilities (label_rule.LabelRule:
+another class must lead the label in force by a margin for a while); the probabilities are the
+model's own, and `confidence` is the model's probability of the published label.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import torch
 from ..features.normalize import FeatureConfig, frame_features
 from ..models.lstm import load_model
 from ..paths import shipped
+from .label_rule import LabelRule, LabelRuleConfig
 from .valence_arousal import valence_arousal
 
 DEFAULT_MODEL_DIR = shipped("models") / "lstm_fer7"
@@ -61,8 +66,11 @@ class _Window:
 
 class EmotionEstimator:
     def __init__(self, model_dir: str | Path | None = None, window: int | None = None, forget_after: float = 2.0,
-                 max_faces: int = 32, expect_classes: list[str] | None = None, threads: int = 1):
+                 max_faces: int = 32, expect_classes: list[str] | None = None, threads: int = 1,
+                 label_rule: LabelRuleConfig | None = None):
+        """label_rule: None = the shipped rule (LabelRuleConfig()); LabelRuleConfig(0, 0, 0) = the argmax."""
         torch.set_num_threads(threads)
+        self.rule = LabelRule(label_rule)
         self.model, self.meta = load_model(model_dir or DEFAULT_MODEL_DIR, expect_classes=expect_classes)
         self.cfg = self.model.cfg
         self.features: FeatureConfig = self.cfg.feature_config
@@ -73,11 +81,17 @@ class EmotionEstimator:
         self.windows: OrderedDict[int, _Window] = OrderedDict()
         self.name = f"{'lstm' if self.cfg.temporal else 'frame'}:{Path(model_dir or DEFAULT_MODEL_DIR).name}"
 
+    def reset(self) -> None:
+        """Forget every face (windows and labels)."""
+        self.windows.clear()
+        self.rule.faces.clear()
+
     def forget(self, now: float | None = None) -> list[int]:
         now = time.monotonic() if now is None else now
         gone = [k for k, w in self.windows.items() if now - w.last_seen > self.forget_after]
         for k in gone:
             del self.windows[k]
+        self.rule.forget(gone)
         return gone
 
     def _step(self, w: _Window, z: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -125,7 +139,7 @@ class EmotionEstimator:
                 if w is None:
                     w = self.windows[fid] = _Window()
                     while len(self.windows) > self.max_faces:
-                        self.windows.popitem(last=False)
+                        self.rule.forget([self.windows.popitem(last=False)[0]])
                 self.windows.move_to_end(fid)
                 w.last_seen, w.last_t = now, t
                 lg, n = self._step(w, zi)
@@ -136,7 +150,7 @@ class EmotionEstimator:
         probs = torch.softmax(torch.stack(logits), -1)
         out = []
         for (fid, *_), p, n in zip(faces, probs.numpy(), lengths):
-            k = int(p.argmax())
+            k = self.rule.update(fid, p, t)
             v, a = valence_arousal(p, self.classes)
             out.append(Estimate(fid, p, self.classes[k], float(p[k]), v, a, n))
         return out

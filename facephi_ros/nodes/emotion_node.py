@@ -13,6 +13,7 @@ import time
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
 
 from ..emotion.estimator import EmotionEstimator
+from ..emotion.label_rule import LabelRuleConfig
 from ..models.lstm import ModelFileError
 from .common import (
     EMOTION_TOPIC,
@@ -25,6 +26,9 @@ from .common import (
 from .convert import MessageError, make_estimate, msg_to_arrays
 
 
+RULE = LabelRuleConfig()  # the shipped label rule's defaults
+
+
 class EmotionNode(ManagedNode):
     """Managed node: configure loads and checks the model (a missing, corrupt or mismatched model
     fails the transition), activate subscribes to landmarks, deactivate unsubscribes and forgets
@@ -32,7 +36,8 @@ class EmotionNode(ManagedNode):
 
     def __init__(self, **kwargs):
         super().__init__("emotion", {"model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
-                                     "expect_classes": [""]}, **kwargs)
+                                     "expect_classes": [""], "label_margin": RULE.margin, "label_hold_s": RULE.hold_s,
+                                     "label_smooth_s": RULE.smooth_s}, **kwargs)
         self.est = self.pub = self.sub = self.timer = None
 
     def configure(self) -> None:
@@ -42,8 +47,12 @@ class EmotionNode(ManagedNode):
                                f"{p['forget_after']}, {p['max_faces']})")
         expect = [c for c in p["expect_classes"] if c]
         try:
+            rule = LabelRuleConfig(float(p["label_margin"]), float(p["label_hold_s"]), float(p["label_smooth_s"]))
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        try:
             self.est = EmotionEstimator(p["model_dir"] or None, p["window"] or None, p["forget_after"], p["max_faces"],
-                                        expect or None)
+                                        expect or None, label_rule=rule)
         except ModelFileError as e:
             raise StartupError(str(e)) from None
         self.pub = self.create_lifecycle_publisher(EmotionEstimate, EMOTION_TOPIC, reliable_qos(50))
@@ -62,7 +71,7 @@ class EmotionNode(ManagedNode):
             self.destroy_timer(self.timer)
             self.timer = None
         if self.est is not None:
-            self.est.windows.clear()
+            self.est.reset()
 
     def cleanup(self) -> None:
         self.est = None
