@@ -213,9 +213,21 @@ def test_default_model_reuses_the_prompt_prefix(runtime, posed_faces):
 def test_default_model_va_description(runtime, posed_faces):
     from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES
     _, _, _, bs = posed_faces["happy"]
-    text = runtime.describe_va(0.7, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, bs.tolist())), max_new_tokens=30)
+    text = runtime.describe_va(0.7, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, bs.tolist())), max_new_tokens=40)
     assert isinstance(text, str) and len(text.split()) >= 3, text
+    assert prompts.ends_sentence(text), text  # a complete sentence, never cut mid-way
     assert "smile" in prompts.movement_text(dict(zip(BLENDSHAPE_NAMES, bs.tolist())))
+
+
+def test_sentence_helpers():
+    assert prompts.complete_sentences("They smile. Their eyes, however, are") == "They smile."
+    assert prompts.complete_sentences("A warm, \"bright\" smile!\" And") == "A warm, \"bright\" smile!\""
+    assert prompts.complete_sentences("no end at all") == "no end at all."
+    assert prompts.complete_sentences("A deep frown, with brows that seem to be curled upwards, and their mouth is a") == \
+        "A deep frown, with brows that seem to be curled upwards."
+    assert prompts.complete_sentences("Valence 0.82 is high. Yes") == "Valence 0.82 is high."
+    assert prompts.ends_sentence("They look calm and content.") and not prompts.ends_sentence("Calm.")
+    assert not prompts.ends_sentence("They look calm and")
 
 
 def test_dtype_choice():

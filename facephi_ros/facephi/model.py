@@ -249,7 +249,8 @@ class FacePhi(nn.Module):
         cache, last = self._context(feats, instruction)
         return self._greedy(cache, last, max_new_tokens)
 
-    def _greedy(self, cache, last: torch.Tensor, max_new_tokens: int) -> list[str]:
+    def _greedy(self, cache, last: torch.Tensor, max_new_tokens: int, one_sentence: bool = False) -> list[str]:
+        """Greedy decoding; with one_sentence (batch of one), stop at the first complete sentence."""
         b, eos = len(last), end_token(self.tok)
         done = torch.zeros(b, dtype=torch.bool, device=last.device)
         toks = []
@@ -258,6 +259,9 @@ class FacePhi(nn.Module):
             nxt = torch.where(done, torch.full_like(nxt, eos), nxt)
             toks.append(nxt)
             done |= nxt == eos
+            if one_sentence and prompts.ends_sentence(self.tok.decode(torch.stack(toks, 1)[0].tolist(),
+                                                                       skip_special_tokens=True)):
+                break
             if done.all():
                 break
             out = self.llm(input_ids=nxt[:, None], past_key_values=cache, use_cache=True)
@@ -268,7 +272,9 @@ class FacePhi(nn.Module):
     @torch.no_grad()
     def describe_va(self, valence: float, arousal: float, label: str, blendshapes: dict[str, float],
                     max_new_tokens: int = 40) -> str:
-        """Free-text description from valence/arousal, label and strongest movements (adapter off)."""
+        """Free-text description from valence/arousal, label and strongest movements (adapter off):
+        one sentence, decoding stops at its end; a reply cut by max_new_tokens is trimmed back to
+        its last complete sentence."""
         text = chat_text(self.tok, prompts.VA_INSTRUCTION.format(
             valence=valence, arousal=arousal, label=label, movements=prompts.movement_text(blendshapes)),
             system=prompts.VA_SYSTEM)
@@ -276,4 +282,5 @@ class FacePhi(nn.Module):
         ctx = self.llm.disable_adapter() if hasattr(self.llm, "disable_adapter") else nullcontext()
         with ctx:
             out = self.llm(input_ids=ids, use_cache=True, logits_to_keep=1)
-            return self._greedy(out.past_key_values, out.logits[:, -1].float(), max_new_tokens)[0]
+            text = self._greedy(out.past_key_values, out.logits[:, -1].float(), max_new_tokens, one_sentence=True)[0]
+        return prompts.complete_sentences(text)

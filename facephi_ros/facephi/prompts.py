@@ -144,10 +144,32 @@ def keyword_class(text: str, classes: list[str]) -> int | None:
 
 
 VA_INSTRUCTION = (
-    "Describe in one or two short sentences how this person's face looks and how they seem to feel. "
+    "In one short sentence, say how this person's face looks and how they seem to feel. "
     "Measured from their face: valence {valence:+.2f} (from -1 unpleasant to +1 pleasant), arousal {arousal:+.2f} "
     "(from -1 calm to +1 excited), most likely emotion: {label}, strongest facial movements: {movements}."
 )
+
+
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+
+
+def ends_sentence(text: str, min_words: int = 4) -> bool:
+    """True when `text` ends with a sentence end (. ! ? and closing quotes) after a few words."""
+    t = text.rstrip()
+    return len(t.split()) >= min_words and re.search(r"[.!?][\"')\]]*$", t) is not None
+
+
+def complete_sentences(text: str) -> str:
+    """`text` up to its last complete sentence. Text without a sentence end (a reply cut by the
+    token limit) is cut back to its last clause (comma or semicolon) and given a full stop."""
+    t = text.strip()
+    ends = [m.end() for m in _SENTENCE_END.finditer(t)]
+    if ends:
+        return t[:ends[-1]]
+    cut = max(t.rfind(","), t.rfind(";"))
+    if cut > 0 and len(t[:cut].split()) >= 4:
+        t = t[:cut]
+    return t.rstrip(" ,;:-") + "." if t else t
 
 
 def movement_text(blendshapes: dict[str, float], top: int = 3) -> str:
