@@ -49,15 +49,16 @@ class Recipe:
     augment: bool = False  # the shipped per-frame augmentation (pose jitter, noise, mirroring)
     patience: int = 0  # early stopping on an inner 10% hold-out of the fit set (0: none, train all epochs)
     batch: int = 256
+    width: int = 512  # the plain MLP's first hidden layer (the second has half)
 
 
 def inputs(d) -> np.ndarray:
     return np.concatenate([d.norm_landmarks.reshape(len(d.labels), -1), d.blendshapes], 1).astype(np.float32)
 
 
-def plain_mlp(n_in: int, n_out: int, dropout: float = 0.4) -> nn.Module:
-    return nn.Sequential(nn.Linear(n_in, 512), nn.GELU(), nn.Dropout(dropout), nn.Linear(512, 256), nn.GELU(),
-                         nn.Dropout(dropout), nn.Linear(256, n_out))
+def plain_mlp(n_in: int, n_out: int, dropout: float = 0.4, width: int = 512) -> nn.Module:
+    return nn.Sequential(nn.Linear(n_in, width), nn.GELU(), nn.Dropout(dropout), nn.Linear(width, width // 2), nn.GELU(),
+                         nn.Dropout(dropout), nn.Linear(width // 2, n_out))
 
 
 class FrameModel(nn.Module):
@@ -70,7 +71,7 @@ class FrameModel(nn.Module):
         self.zscore = r.norm in ("zscore", "both")
         self.ln = nn.LayerNorm(n_in) if r.norm in ("layernorm", "both") and r.arch == "plain" else None
         if r.arch == "plain":
-            self.net = plain_mlp(n_in, len(classes), r.dropout)
+            self.net = plain_mlp(n_in, len(classes), r.dropout, r.width)
         else:
             from facephi_ros.models.lstm import EmotionLSTM, LSTMConfig
 
@@ -192,6 +193,11 @@ WALK = [
      "the shipped recipe with per-feature z-scoring in place of its input LayerNorm"),
     ("plain_zscore_no_augment_shipped_arch", "plain", replace(PLAIN, arch="shipped", norm="zscore"),
      "the plain recipe on the shipped network (z-scored input instead of its LayerNorm)"),
+    ("epochs_30", "plain", replace(PLAIN, epochs=30), "30 epochs instead of 60"),
+    ("epochs_100", "plain", replace(PLAIN, epochs=100), "100 epochs instead of 60"),
+    ("dropout_0.2", "plain", replace(PLAIN, dropout=0.2), "dropout 0.2 instead of 0.4"),
+    ("width_1024", "plain", replace(PLAIN, width=1024), "twice as wide: 1024-512"),
+    ("width_256", "plain", replace(PLAIN, width=256), "half as wide: 256-128"),
 ]
 
 

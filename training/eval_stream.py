@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import make_sequences
 from facephi_ros.emotion.estimator import EmotionEstimator
+from facephi_ros.emotion.label_rule import LabelRuleConfig
 from facephi_ros.evaluation.metrics import (
     command_line,
     label_flips_per_minute,
@@ -37,6 +39,7 @@ from facephi_ros.landmarks.tracker import FaceTracker
 from training.train_lstm import STREAM_AUGMENT
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+ARGMAX = LabelRuleConfig(0.0, 0.0, 0.0)
 VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov"]
 
 
@@ -67,12 +70,13 @@ def video_labels(path: Path, estimators: dict) -> tuple[dict, list[float], float
     return labels, times, k / fps
 
 
-def labelled_stream(split, n_segments: int, hold_frames: int, seed: int):
+def labelled_stream(split, n_segments: int, hold_frames: int, seed: int, pool: np.ndarray | None = None):
     """Raw-convention landmark frames (normalised faces with the y/z axes flipped back, identity
-    matrix), blendshapes, truth labels and change indices."""
+    matrix), blendshapes, truth labels and change indices; faces drawn from `pool` (indices of
+    found faces; default every found face of the split)."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    idx = np.nonzero(split.found)[0]
+    idx = np.nonzero(split.found)[0] if pool is None else np.asarray(pool)
     order, prev = [], -1
     while len(order) < n_segments:
         i = int(rng.choice(idx))
@@ -95,6 +99,24 @@ def labelled_stream(split, n_segments: int, hold_frames: int, seed: int):
     return lm_all, np.concatenate(frames_bs), truth, changes
 
 
+def stream_scores(pred, truth, times, changes, hold: int) -> dict:
+    """Reaction and calm of one label sequence on a labelled stream: the seconds from each true
+    change until the label equals the new truth for 3 frames in a row, over the changes whose new
+    face is labelled right at the end of its segment (a wrong label is an accuracy matter), and
+    label changes per minute."""
+    pred = list(pred)
+    rt = reaction_times(pred, list(truth), times, changes, hold=3)
+    ends = [c + hold - 1 for c in changes]
+    ok = [not np.isnan(r) and pred[e] == truth[e] for r, e in zip(rt, ends)]
+    vals = np.array([r for r, o in zip(rt, ok) if o])
+    return {"median_s": round(float(np.median(vals)), 3) if len(vals) else None,
+            "p90_s": round(float(np.percentile(vals, 90)), 3) if len(vals) else None,
+            "within_1s": round(float((vals <= 1.0).mean()), 3) if len(vals) else None,
+            "changes_scored": int(len(vals)), "changes": len(changes),
+            "flips_per_min": round(label_flips_per_minute(pred, times), 2),
+            "frame_accuracy": round(float((np.array(pred) == truth).mean()), 4)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -108,11 +130,12 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
 
-    def estimators():
-        return {"lstm": EmotionEstimator(a.lstm), "per_frame": EmotionEstimator(a.frame)}
+    def estimators():  # the LSTM with the shipped label rule, the same without it, the per-frame model's argmax
+        return {"lstm": EmotionEstimator(a.lstm), "lstm_argmax": EmotionEstimator(a.lstm, label_rule=ARGMAX),
+                "per_frame": EmotionEstimator(a.frame, label_rule=ARGMAX)}
 
     # 1. real videos
-    videos, flips = {}, {"lstm": [], "per_frame": []}
+    videos, flips = {}, {"lstm": [], "lstm_argmax": [], "per_frame": []}
     total_s = 0.0
     for name in tqdm(VIDEOS, desc="videos"):
         labels, times, dur = video_labels(a.data / "faces" / name, estimators())
@@ -131,6 +154,7 @@ def main(argv=None) -> int:
                           f"{name}: LSTM vs per-frame labels (no ground truth: a talking face)")
     fl_lstm = sum(flips["lstm"]) / total_s
     fl_frame = sum(flips["per_frame"]) / total_s
+    fl_argmax = sum(flips["lstm_argmax"]) / total_s
 
     # 2. labelled streams with known change points
     split = load_split(a.features, "test", EmotionEstimator(a.lstm).classes)
@@ -144,31 +168,28 @@ def main(argv=None) -> int:
         for name, est in ests.items():
             out = est.update([(1, lm[k], bs[k], np.eye(4))], 1.0, 1.0, times[k], now=times[k])
             preds[name].append(classes.index(out[0].label))
-    react = {}
-    for name in ests:
-        rt = reaction_times(preds[name], list(truth), times, changes, hold=3)
-        # only changes whose new face is labelled right at the end of its segment
-        ends = [c + hold - 1 for c in changes]
-        ok = [not np.isnan(r) and preds[name][e] == truth[e] for r, e in zip(rt, ends)]
-        vals = np.array([r for r, o in zip(rt, ok) if o])
-        react[name] = {"median_s": round(float(np.median(vals)), 3) if len(vals) else None,
-                       "p90_s": round(float(np.percentile(vals, 90)), 3) if len(vals) else None,
-                       "within_1s": round(float((vals <= 1.0).mean()), 3) if len(vals) else None,
-                       "changes_scored": int(len(vals)), "changes": len(changes),
-                       "flips_per_min": round(label_flips_per_minute(preds[name], times), 2),
-                       "frame_accuracy": round(float((np.array(preds[name]) == truth).mean()), 4)}
+    react = {name: stream_scores(preds[name], truth, times, changes, hold) for name in ests}
     span = slice(0, min(len(truth), 20 * hold))
     plot_timeline(times[span], {"truth": [classes[t] for t in truth[span]],
                                 "LSTM": [classes[p] for p in preds["lstm"][span]],
+                                "LSTM, argmax": [classes[p] for p in preds["lstm_argmax"][span]],
                                 "per-frame": [classes[p] for p in preds["per_frame"][span]]},
                   classes, a.out.parent / "timeline_labelled_stream.png",
                   f"labelled stream of FER2013 test faces ({a.hold:.0f} s each, {a.rate:.0f} Hz): first 20 segments")
+    talking = videos.get(VIDEOS[0], {})
     res = {
-        "flips_per_min_lstm": round(fl_lstm, 2), "flips_per_min_per_frame": round(fl_frame, 2),
+        "label_rule": asdict(ests["lstm"].rule.cfg),
+        "flips_per_min_talking_clip": talking.get("flips_per_min_lstm"),
+        "flips_per_min_talking_clip_argmax": talking.get("flips_per_min_lstm_argmax"),
+        "flips_per_min_talking_clip_per_frame": talking.get("flips_per_min_per_frame"),
+        "flips_per_min_lstm": round(fl_lstm, 2), "flips_per_min_lstm_argmax": round(fl_argmax, 2),
+        "flips_per_min_per_frame": round(fl_frame, 2),
         "flip_ratio_lstm_to_per_frame": round(fl_lstm / fl_frame, 3) if fl_frame else None,
         "reaction_s": react["lstm"]["median_s"], "reaction_p90_s": react["lstm"]["p90_s"],
         "reaction_within_1s": react["lstm"]["within_1s"], "videos": videos, "video_seconds": round(total_s, 1),
-        "labelled_stream": {"segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate, **{k: v for k, v in react.items()}},
+        "labelled_stream": {"segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate,
+                            "true_flips_per_min": round(label_flips_per_minute(list(truth), times), 2),
+                            **{k: v for k, v in react.items()}},
         "command": command_line("python -m training.eval_stream", argv),
     }
     write_result(a.out, res)

@@ -61,6 +61,51 @@ def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window:
     return torch.cat(out).numpy()
 
 
+def init_from(model: EmotionLSTM, folder: Path) -> None:
+    """Copy a per-frame model's encoder (with its input statistics) and head into `model`, and
+    shrink the LSTM's initial weights tenfold: its output is then near 0 and the residual passes
+    each frame's encoding almost unchanged, so training starts from the per-frame model's predictions."""
+    from facephi_ros.models.lstm import load_model
+
+    src, _ = load_model(folder, expect_features=model.cfg.feature_config, expect_classes=model.cfg.classes)
+    if src.cfg.input_norm != model.cfg.input_norm:
+        raise SystemExit(f"--init-from {folder}: input_norm {src.cfg.input_norm} differs from {model.cfg.input_norm}")
+    state = {k: v for k, v in src.state_dict().items() if k.startswith(("encoder.", "head."))}
+    missing = model.load_state_dict(state, strict=False)
+    if missing.unexpected_keys:
+        raise SystemExit(f"--init-from {folder}: unexpected weights {missing.unexpected_keys[:3]}")
+    if model.lstm is not None:
+        with torch.no_grad():
+            for p in model.lstm.parameters():
+                p.mul_(0.1)
+
+
+def holdout(found: np.ndarray, found_any: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple:
+    """(training, validation) image indices: validation is a seeded share of the images whose
+    original rendering shows a face; training is every other image with a face in any rendering."""
+    idx = np.nonzero(found)[0]
+    rng.shuffle(idx)
+    val_idx = np.sort(idx[:int(len(idx) * fraction)])
+    return np.setdiff1d(np.nonzero(found_any)[0], val_idx), val_idx
+
+
+@torch.no_grad()
+def input_stats(lm: torch.Tensor, bs: torch.Tensor, view_found: torch.Tensor | None, fk: dict) -> tuple:
+    """Per-feature mean and standard deviation of the frames training draws from: every found
+    view (lm (N, V, 478, 3)) or the one rendering (lm (N, 478, 3))."""
+    s = s2 = None
+    n = 0
+    for i in range(0, len(lm), 2048):
+        x = assemble(lm[i:i + 2048], bs[i:i + 2048], **fk).double()
+        if view_found is not None:
+            x = x[view_found[i:i + 2048]]
+        s = x.sum(0) if s is None else s + x.sum(0)
+        s2 = (x * x).sum(0) if s2 is None else s2 + (x * x).sum(0)
+        n += len(x)
+    mean = s / n
+    return mean.float(), (s2 / n - mean * mean).clamp_min(0).sqrt().float()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", type=Path, required=True)
@@ -68,6 +113,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: models/<name>)")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="a trained per-frame model (same features, classes and sizes) whose encoder and head start the LSTM")
+    ap.add_argument("--lr", type=float, default=None, help="override the config's peak learning rate")
     ap.add_argument("--distill-alpha", type=float, default=None,
                     help="override the config's distill.alpha (share of the hard-label loss; 1 = no distillation)")
     ap.add_argument("--distill-temperature", type=float, default=None, help="override the config's distill.temperature")
@@ -90,12 +138,7 @@ def main(argv=None) -> int:
 
     views = bool(cfg.get("views", False))  # frames drawn from build_dataset --views renderings
     data = load_split(cfg["features_dir"], "train", cfg["classes"], views=views)
-    idx = np.nonzero(data.found)[0]
-    rng.shuffle(idx)
-    n_val = int(len(idx) * tc["val_fraction"])
-    # validation: images whose original view has a face; training: every other image with a face in any view
-    val_idx = np.sort(idx[:n_val])
-    tr_idx = np.setdiff1d(np.nonzero(data.found_any)[0], val_idx)
+    tr_idx, val_idx = holdout(data.found, data.found_any, tc["val_fraction"], rng)
     lm = torch.from_numpy(data.view_landmarks if views else data.norm_landmarks)
     bs = torch.from_numpy(data.view_blendshapes if views else data.blendshapes)
     vf = torch.from_numpy(data.view_found) if views else None
@@ -121,14 +164,29 @@ def main(argv=None) -> int:
     if a.per_frame:
         mcfg.window = 1
     model = EmotionLSTM(mcfg)
+    fk = feature_kwargs(mcfg.feature_config)
+    if mcfg.input_norm == "zscore":  # per-feature statistics of the training frames (every found view)
+        mean, std = input_stats(lm[tr_idx], bs[tr_idx], vf[tr_idx] if views else None, fk)
+        model.encoder[0].set_stats(mean, std)
+    # the LSTM may start from the trained per-frame model (train.init_from) and then fine-tune
+    # with train.finetune's epochs and peak learning rate
+    start = a.init_from or (Path(tc["init_from"]) if tc.get("init_from") and not a.per_frame else None)
+    if start:
+        init_from(model, start)
+        for k, v in (tc.get("finetune") or {}).items():
+            tc[k] = v
+        print(f"starting from {start}: encoder and head; then {tc['epochs']} epochs at peak lr {tc['lr']}")
     T = 1 if a.per_frame else tc["seq_len"]
     if a.per_frame:
         aug = SequenceAugment(**{**aug.__dict__, "p_transition": 0.0, "p_hold": 0.0})
-    fk = feature_kwargs(mcfg.feature_config)
     epochs = a.epochs or tc["epochs"]
+    if a.lr is not None:
+        tc["lr"] = a.lr
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     steps_per_epoch = int(np.ceil(len(tr_idx) / tc["batch_size"]))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc["lr"], total_steps=epochs * steps_per_epoch, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc["lr"], total_steps=epochs * steps_per_epoch,
+                                                pct_start=tc.get("pct_start", 0.1))
+    clip = tc.get("clip", 1.0)
     from facephi_ros.models.distill import distillation_loss
 
     def loss_fn(logits, src):  # src: the image each frame shows
@@ -156,7 +214,8 @@ def main(argv=None) -> int:
             loss = loss_fn(logits.reshape(-1, C), src.reshape(-1))
             opt.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            if clip:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
             sched.step()
             total += loss.item() * len(anchors)
@@ -169,11 +228,13 @@ def main(argv=None) -> int:
                         "val_macro_f1": round(rep["macro_f1"], 4)})
         print(f"epoch {epoch + 1}: loss {total / n:.3f}  val acc {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}"
               f"{'  *' if score > best else ''}  ({time.time() - t0:.0f} s)", flush=True)
-        if score > best:
-            best, best_epoch, best_rep = score, epoch + 1, rep
+        patience = tc.get("patience", 0)
+        # patience 0: train every epoch and keep the last model; else keep the best on validation
+        if score > best or not patience:
+            best, best_epoch, best_rep = max(score, best), epoch + 1, rep
             save_model(model, out, {"trained_with": command_line("python -m training.train_lstm", argv),
                                     "training_config": cfg})
-        elif epoch + 1 - best_epoch >= tc["patience"]:
+        elif epoch + 1 - best_epoch >= patience:
             print(f"early stop: no improvement for {tc['patience']} epochs")
             break
     metrics = {"name": name, "best_epoch": best_epoch, "val": best_rep, "history": history,

@@ -35,10 +35,29 @@ class LSTMConfig:
     dropout: float = 0.3
     temporal: bool = True
     window: int = 16  # frames the node integrates
+    # input normalisation: "zscore" = per-feature standardisation with training-split statistics
+    # (buffers saved with the weights); "layernorm" = a LayerNorm over each frame (the first models)
+    input_norm: str = "layernorm"
 
     @property
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig.from_dict(self.features)
+
+
+class Standardize(nn.Module):
+    """(x - mean) / std per feature, with the training split's statistics stored as buffers."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def set_stats(self, mean, std, eps: float = 1e-6) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32) + eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 class EmotionLSTM(nn.Module):
@@ -46,8 +65,10 @@ class EmotionLSTM(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.feature_config.dim
+        if cfg.input_norm not in ("zscore", "layernorm"):
+            raise ValueError(f"input_norm must be 'zscore' or 'layernorm', got {cfg.input_norm!r}")
         self.encoder = nn.Sequential(
-            nn.LayerNorm(d), nn.Dropout(cfg.dropout / 2),
+            Standardize(d) if cfg.input_norm == "zscore" else nn.LayerNorm(d), nn.Dropout(cfg.dropout / 2),
             nn.Linear(d, cfg.encoder_hidden), nn.GELU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.encoder_hidden, cfg.hidden), nn.GELU(),
         )
