@@ -50,6 +50,7 @@ class Recipe:
     patience: int = 0  # early stopping on an inner 10% hold-out of the fit set (0: none, train all epochs)
     batch: int = 256
     width: int = 512  # the plain MLP's first hidden layer (the second has half)
+    std_floor: bool = False  # z-scoring as the shipped models do it (models.lstm.Standardize); False: std + 1e-6
 
 
 def inputs(d) -> np.ndarray:
@@ -66,8 +67,15 @@ class FrameModel(nn.Module):
 
     def __init__(self, r: Recipe, n_in: int, classes: list[str], mean: np.ndarray, std: np.ndarray):
         super().__init__()
-        self.register_buffer("mean", torch.from_numpy(mean))
-        self.register_buffer("std", torch.from_numpy(std))
+        from facephi_ros.models.lstm import Standardize
+
+        self.standardize = Standardize(n_in)
+        if r.std_floor:  # the shipped Standardize: deviations of at least MIN_STD, clamped output
+            self.standardize.set_stats(mean, std)
+        else:  # the first walk: std + 1e-6, no clamp
+            self.standardize.mean.copy_(torch.from_numpy(mean))
+            self.standardize.std.copy_(torch.from_numpy(std))
+            self.standardize.CLAMP = float("inf")
         self.zscore = r.norm in ("zscore", "both")
         self.ln = nn.LayerNorm(n_in) if r.norm in ("layernorm", "both") and r.arch == "plain" else None
         if r.arch == "plain":
@@ -81,7 +89,7 @@ class FrameModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.zscore:
-            x = (x - self.mean) / self.std
+            x = self.standardize(x)
         if self.ln is not None:
             x = self.ln(x)
         out = self.net(x)
@@ -193,6 +201,10 @@ WALK = [
      "the shipped recipe with per-feature z-scoring in place of its input LayerNorm"),
     ("plain_zscore_no_augment_shipped_arch", "plain", replace(PLAIN, arch="shipped", norm="zscore"),
      "the plain recipe on the shipped network (z-scored input instead of its LayerNorm)"),
+    ("plain_std_floor", "plain", replace(PLAIN, std_floor=True),
+     "z-scoring with deviations of at least 0.01 and inputs clamped to +-10 (near-constant blendshapes)"),
+    ("augment_std_floor", "plain_std_floor", replace(PLAIN, std_floor=True, augment=True),
+     "+ the shipped per-frame augmentation, with the floored z-scoring"),
     ("epochs_30", "plain", replace(PLAIN, epochs=30), "30 epochs instead of 60"),
     ("epochs_100", "plain", replace(PLAIN, epochs=100), "100 epochs instead of 60"),
     ("dropout_0.2", "plain", replace(PLAIN, dropout=0.2), "dropout 0.2 instead of 0.4"),

@@ -57,7 +57,8 @@ def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window:
         else:
             x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen,
                                   view_found=view_found, **fk)
-        out.append(torch.softmax(model(x)[:, -1], -1))
+        dev = next(model.parameters()).device
+        out.append(torch.softmax(model(x.to(dev))[:, -1], -1).cpu())
     return torch.cat(out).numpy()
 
 
@@ -113,6 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: models/<name>)")
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu or cuda")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="a trained per-frame model (same features, classes and sizes) whose encoder and head start the LSTM")
     ap.add_argument("--lr", type=float, default=None, help="override the config's peak learning rate")
@@ -175,13 +177,18 @@ def main(argv=None) -> int:
         init_from(model, start)
         for k, v in (tc.get("finetune") or {}).items():
             tc[k] = v
-        print(f"starting from {start}: encoder and head; then {tc['epochs']} epochs at peak lr {tc['lr']}")
     T = 1 if a.per_frame else tc["seq_len"]
     if a.per_frame:
         aug = SequenceAugment(**{**aug.__dict__, "p_transition": 0.0, "p_hold": 0.0})
     epochs = a.epochs or tc["epochs"]
     if a.lr is not None:
         tc["lr"] = a.lr
+    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if a.device == "auto" else a.device))
+    model.to(dev)
+    weights = weights.to(dev)
+    if start:
+        print(f"starting from {start}: its encoder and head; then {epochs} epochs at peak lr {tc['lr']}")
     opt = torch.optim.AdamW(model.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
     steps_per_epoch = int(np.ceil(len(tr_idx) / tc["batch_size"]))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tc["lr"], total_steps=epochs * steps_per_epoch,
@@ -190,7 +197,7 @@ def main(argv=None) -> int:
     from facephi_ros.models.distill import distillation_loss
 
     def loss_fn(logits, src):  # src: the image each frame shows
-        return distillation_loss(logits, y[src], teacher[src] if teacher is not None else None,
+        return distillation_loss(logits, y[src].to(dev), teacher[src].to(dev) if teacher is not None else None,
                                  alpha=distill["alpha"] if distill else 1.0,
                                  temperature=distill["temperature"] if distill else 1.0,
                                  weight=weights, label_smoothing=tc["label_smoothing"])
@@ -210,7 +217,7 @@ def main(argv=None) -> int:
             anchors = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
             partners = tr_t[torch.randint(len(tr_t), (len(anchors),), generator=gen)]
             x, src = make_sequences(lm, bs, image_index, anchors, partners, T, aug, gen, view_found=vf, **fk)
-            logits = model(x)
+            logits = model(x.to(dev))
             loss = loss_fn(logits.reshape(-1, C), src.reshape(-1))
             opt.zero_grad()
             loss.backward()
@@ -237,7 +244,7 @@ def main(argv=None) -> int:
         elif epoch + 1 - best_epoch >= patience:
             print(f"early stop: no improvement for {tc['patience']} epochs")
             break
-    metrics = {"name": name, "best_epoch": best_epoch, "val": best_rep, "history": history,
+    metrics = {"name": name, "device": str(dev), "best_epoch": best_epoch, "val": best_rep, "history": history,
                "train_faces": int(len(tr_idx)), "val_faces": int(len(val_idx)), "seconds": round(time.time() - t0)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plot_confusion(best_rep["confusion"], classes, out / "confusion_val.png",

@@ -45,19 +45,28 @@ class LSTMConfig:
 
 
 class Standardize(nn.Module):
-    """(x - mean) / std per feature, with the training split's statistics stored as buffers."""
+    """(x - mean) / std per feature, with the training split's statistics stored as buffers.
+
+    Some inputs barely vary in training: on FER2013 faces MediaPipe's cheekSquint and noseSneer
+    blendshapes stay below 1e-5. Divided by such a deviation, a value of 0.01 from a live camera
+    would be thousands of deviations away. So each deviation is at least `MIN_STD` (below every
+    landmark coordinate's deviation, about 0.016 at the least, so those are unchanged) and the
+    result is clamped to +-`CLAMP`."""
+
+    MIN_STD = 0.01
+    CLAMP = 10.0
 
     def __init__(self, dim: int):
         super().__init__()
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
 
-    def set_stats(self, mean, std, eps: float = 1e-6) -> None:
+    def set_stats(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(std, dtype=torch.float32) + eps)
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32).clamp_min(self.MIN_STD))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+        return ((x - self.mean) / self.std).clamp(-self.CLAMP, self.CLAMP)
 
 
 class EmotionLSTM(nn.Module):
@@ -102,7 +111,7 @@ def save_model(model: EmotionLSTM, folder: str | Path, extra: dict | None = None
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
     meta = {"arch": "EmotionLSTM", "config": asdict(model.cfg), **(extra or {})}
     (folder / META).write_text(json.dumps(meta, indent=1))
     return folder
