@@ -256,7 +256,8 @@ def main(argv=None) -> int:
         done[name] = {"step": name, "parent": parent, "change": change, "recipe": asdict(recipe), "val": v,
                       "seeds": a.seeds, "per_seed_val_acc7": [r["acc7"] for r in runs],
                       **({"early_stopping": infos} if recipe.patience else {}),
-                      "train_minutes": round((time.time() - t0) / 60 / len(a.seeds), 2)}
+                      "train_minutes": round((time.time() - t0) / 60 / len(a.seeds), 2),
+                      "command": command_line("python -m training.ablate_lstm", argv)}
         print(f"{name:38s} val acc {v['acc7']:.4f}  (found {v['acc7_found']:.4f})  macro-F1 {v['macro_f1_7']:.4f}  "
               f"[{change}]", flush=True)
     res["steps"] = [done[w[0]] for w in WALK if w[0] in done]
@@ -272,8 +273,7 @@ def main(argv=None) -> int:
         res["plain_mlp_reference"] = {"acc7": 0.587, "acc7_found": 0.610, "macro_f1_7": 0.565, "source": "issue 18 (measured 2026-12-02)"}
         print("test:", t)
         res["test_command"] = command_line("python -m training.ablate_lstm", argv)
-    else:
-        res["command"] = command_line("python -m training.ablate_lstm", argv)
+    res["command"] = "python -m training.ablate_lstm"  # the whole walk; each step records the run that made it
     write_result(a.out, res)
     return 0
 

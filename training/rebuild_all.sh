@@ -11,11 +11,13 @@ ROOT=${1:-../shared/data/fer2013}
 $PY -m training.build_dataset --root "$ROOT" --out runs/features/fer2013 --views   # views: 6 passes per image, ~25 min
 $PY -m training.derive_face_geometry --features runs/features/fer2013/train.npz
 OMP_NUM_THREADS=1 $PY -m training.train_pixel_teacher --root "$ROOT"   # pixel teacher (CNN on the pixels), ~90 min on one thread -> models/pixel_teacher
-for tag in fer7 fer3; do
-  $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml
+$PY -m training.teacher_targets --features runs/features/fer2013   # its soft labels for every training image, ~3 min
+for tag in fer7 fer3; do   # the per-frame model first: the LSTM starts from it (train.init_from)
   $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml --per-frame
+  $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml
 done
 $PY -m training.eval_lstm
+$PY -m training.tune_label_rule   # the published label's rule, on held-out training faces (copy it into config/facephi.yaml)
 $PY -m training.eval_stream
 $PY -m training.align_encoder --out runs/encoder_8epochs
 $PY -m training.align_encoder --init runs/encoder_8epochs --epochs 4 --lr 0.0006   # -> models/facephi/encoder
