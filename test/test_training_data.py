@@ -144,3 +144,26 @@ def test_facephi_training_inputs_pool_found_renderings_only():
     assert torch.allclose(x[idx == 0].abs(), torch.eye(v)[4])
     sizes = used[idx == 1].sum(1)
     assert sizes.min() == 1 and sizes.max() == int(found[1].sum())  # from one rendering up to all found ones
+
+
+def test_sequence_jitter_goes_through_the_nodes_alignment(built):
+    """A rotation left in a normalised face is removed by the node's rigid alignment: a sequence
+    frame with rotation jitter only equals what the node computes for it (numpy refinement)."""
+    from facephi_ros.data.sequences import random_rotation, realign
+    from facephi_ros.features.normalize import _unit_rms, canonical_face, rigid_alignment
+
+    d = load_split(built, "test")
+    lm = d.norm_landmarks[d.found].astype(np.float64)
+    assert len(lm) >= 2
+    rot = lm @ np.swapaxes(random_rotation(len(lm), 6.0, torch.Generator().manual_seed(0)).numpy(), -1, -2)
+    node = _unit_rms(rot @ rigid_alignment(rot, canonical_face()))
+    out = realign(torch.from_numpy(rot).float()).numpy()
+    assert np.abs(out - node).max() < 1e-4
+    assert np.abs(out - lm).max() < 1e-4 < np.abs(rot - lm).max()  # the rotation is gone again
+    aug = SequenceAugment(p_transition=0, rot_offset_deg=6.0, rot_jitter_deg=3.0, scale_jitter=0.0, landmark_noise=(0, 0),
+                          blendshape_noise=0.0, p_hold=0.0, p_mirror=0.0)
+    idx = torch.arange(len(lm))
+    x, _ = make_sequences(torch.from_numpy(d.norm_landmarks[d.found]), torch.from_numpy(d.blendshapes[d.found]),
+                          torch.zeros(len(lm), dtype=torch.long), idx, idx, 4, aug, torch.Generator().manual_seed(1))
+    frames = x[..., 52:].reshape(len(lm), 4, 478, 3).numpy()
+    assert np.abs(frames - lm[:, None]).max() < 1e-4  # pose jitter alone leaves the features as they were

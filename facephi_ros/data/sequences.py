@@ -11,7 +11,11 @@ module makes such sequences from per-image features:
   passes half-way, then B's);
 * every frame gets a residual head rotation (a per-sequence offset plus per-frame jitter: the
   transformation matrix never removes pose exactly), a scale change, Gaussian landmark noise
-  (re-normalised to unit RMS, as the node does) and blendshape noise;
+  and blendshape noise; the landmarks then go through the node's last normalisation steps
+  (`realign`: the rigid alignment of the 27 rigid landmarks to the canonical face and unit
+  RMS), so a frame looks as the node's features of such a camera frame would: a head rotation
+  that the matrix left is removed again by the alignment, as the node removes it, and what
+  remains is its effect on the non-rigid shape and the noise;
 * with probability `p_hold` a frame repeats the previous one (a dropped frame).
 
 With several views per image (lm of shape (N, V, 478, 3), from build_dataset --views), each frame
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..features.normalize import BLENDSHAPE_MIRROR, landmark_mirror
+from ..features.normalize import BLENDSHAPE_MIRROR, RIGID_LANDMARKS, canonical_face, landmark_mirror
 
 
 @dataclass
@@ -70,6 +74,25 @@ def renormalize(lm: torch.Tensor) -> torch.Tensor:
     return lm / rms.clamp_min(1e-9)
 
 
+_CANONICAL_RIGID: torch.Tensor | None = None
+
+
+def realign(lm: torch.Tensor) -> torch.Tensor:
+    """(..., 478, 3) -> rigidly aligned to the canonical face on the rigid landmarks (Kabsch, no
+    reflection), centred, unit RMS: facephi_ros.features.normalize's refinement, batched in torch."""
+    global _CANONICAL_RIGID
+    if _CANONICAL_RIGID is None:
+        q = torch.from_numpy(canonical_face()[RIGID_LANDMARKS]).float()
+        _CANONICAL_RIGID = q - q.mean(0)
+    lm = lm - lm.mean(dim=-2, keepdim=True)
+    p = lm[..., torch.from_numpy(RIGID_LANDMARKS), :]
+    p = p - p.mean(dim=-2, keepdim=True)
+    u, _, vt = torch.linalg.svd(p.transpose(-1, -2).double() @ _CANONICAL_RIGID.double())
+    d = torch.sign(torch.linalg.det(u @ vt))
+    u = torch.cat([u[..., :, :2], u[..., :, 2:] * d[..., None, None]], -1)
+    return renormalize(lm @ (u @ vt).to(lm.dtype))
+
+
 def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
                    partners: torch.Tensor, T: int, aug: SequenceAugment, gen: torch.Generator | None = None,
                    landmark_index: torch.Tensor | None = None, landmark_dims: int = 3, use_landmarks: bool = True,
@@ -107,7 +130,7 @@ def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anc
     lo, hi = aug.landmark_noise
     sigma = lo + (hi - lo) * torch.rand(B, 1, 1, 1, generator=gen)
     frames_lm = (frames_lm @ rot.transpose(-1, -2)) * scale + sigma * torch.randn(frames_lm.shape, generator=gen)
-    frames_lm = renormalize(frames_lm)
+    frames_lm = realign(frames_lm)  # as the node's features would show the jittered frame
     frames_bs = (frames_bs + aug.blendshape_noise * torch.randn(frames_bs.shape, generator=gen)).clamp(0, 1)
     # held (dropped) frames repeat the previous frame
     hold = torch.rand(B, T, generator=gen) < aug.p_hold
