@@ -23,9 +23,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LabelRuleConfig:
-    margin: float = 0.10
-    hold_s: float = 0.25
-    smooth_s: float = 0.0
+    margin: float = 0.05
+    hold_s: float = 0.0
+    smooth_s: float = 0.3
 
     def __post_init__(self):
         for k in ("margin", "hold_s", "smooth_s"):
