@@ -144,7 +144,7 @@ def keyword_class(text: str, classes: list[str]) -> int | None:
 
 
 VA_INSTRUCTION = (
-    "In one short sentence, say how this person's face looks and how they seem to feel. "
+    "In one short sentence of at most 15 words, say how this person's face looks and how they seem to feel. "
     "Measured from their face: valence {valence:+.2f} (from -1 unpleasant to +1 pleasant), arousal {arousal:+.2f} "
     "(from -1 calm to +1 excited), most likely emotion: {label}, strongest facial movements: {movements}."
 )
