@@ -176,10 +176,10 @@ def main(argv=None) -> int:
         for name, est in ests.items():
             out = est.update([(1, lm[k], bs[k], np.eye(4))], 1.0, 1.0, times[k], now=times[k])
             preds[name].append(classes.index(out[0].label))
-    react = {name: stream_scores(preds[name], truth, times, changes, hold) for name in ests}
-    # the label rule scored on the changes the LSTM's own argmax follows
-    react["lstm"] = stream_scores(preds["lstm"], truth, times, changes, hold,
-                                  reference=followed_changes(preds["lstm_argmax"], truth, changes, hold))
+    # the label rule is scored on the changes the LSTM's own argmax follows; the others on their own
+    reference = {"lstm": followed_changes(preds["lstm_argmax"], truth, changes, hold)}
+    react = {name: stream_scores(preds[name], truth, times, changes, hold, reference=reference.get(name))
+             for name in ests}
     span = slice(0, min(len(truth), 20 * hold))
     plot_timeline(times[span], {"truth": [classes[t] for t in truth[span]],
                                 "LSTM": [classes[p] for p in preds["lstm"][span]],

@@ -49,6 +49,7 @@ def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window:
         raise ValueError("a single clean frame has no views: pass the original view's features")
     fk = feature_kwargs(model.cfg.feature_config)
     gen = torch.Generator().manual_seed(seed)
+    dev = next(model.parameters()).device
     out = []
     for i in range(0, len(lm), batch):
         idx = torch.arange(i, min(i + batch, len(lm)))
@@ -57,7 +58,6 @@ def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window:
         else:
             x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen,
                                   view_found=view_found, **fk)
-        dev = next(model.parameters()).device
         out.append(torch.softmax(model(x.to(dev))[:, -1], -1).cpu())
     return torch.cat(out).numpy()
 

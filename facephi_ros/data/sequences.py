@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..features.normalize import BLENDSHAPE_MIRROR, RIGID_LANDMARKS, canonical_face, landmark_mirror
+from ..features.normalize import BLENDSHAPE_MIRROR, canonical_face, landmark_mirror, rigid_alignment
 
 
 @dataclass
@@ -74,23 +74,12 @@ def renormalize(lm: torch.Tensor) -> torch.Tensor:
     return lm / rms.clamp_min(1e-9)
 
 
-_CANONICAL_RIGID: torch.Tensor | None = None
-
-
 def realign(lm: torch.Tensor) -> torch.Tensor:
-    """(..., 478, 3) -> rigidly aligned to the canonical face on the rigid landmarks (Kabsch, no
-    reflection), centred, unit RMS: facephi_ros.features.normalize's refinement, batched in torch."""
-    global _CANONICAL_RIGID
-    if _CANONICAL_RIGID is None:
-        q = torch.from_numpy(canonical_face()[RIGID_LANDMARKS]).float()
-        _CANONICAL_RIGID = q - q.mean(0)
+    """(..., 478, 3) -> rigidly aligned to the canonical face on the rigid landmarks, centred,
+    unit RMS: the node's own refinement (facephi_ros.features.normalize.rigid_alignment)."""
     lm = lm - lm.mean(dim=-2, keepdim=True)
-    p = lm[..., torch.from_numpy(RIGID_LANDMARKS), :]
-    p = p - p.mean(dim=-2, keepdim=True)
-    u, _, vt = torch.linalg.svd(p.transpose(-1, -2).double() @ _CANONICAL_RIGID.double())
-    d = torch.sign(torch.linalg.det(u @ vt))
-    u = torch.cat([u[..., :, :2], u[..., :, 2:] * d[..., None, None]], -1)
-    return renormalize(lm @ (u @ vt).to(lm.dtype))
+    rot = rigid_alignment(lm.double().numpy(), canonical_face())
+    return renormalize(lm @ torch.from_numpy(rot).to(lm.dtype))
 
 
 def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,

@@ -84,7 +84,7 @@ class EmotionEstimator:
     def reset(self) -> None:
         """Forget every face (windows and labels)."""
         self.windows.clear()
-        self.rule.faces.clear()
+        self.rule.clear()
 
     def forget(self, now: float | None = None) -> list[int]:
         now = time.monotonic() if now is None else now
