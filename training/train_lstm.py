@@ -180,6 +180,9 @@ def main(argv=None) -> int:
     T = 1 if a.per_frame else tc["seq_len"]
     if a.per_frame:
         aug = SequenceAugment(**{**aug.__dict__, "p_transition": 0.0, "p_hold": 0.0})
+    elif cfg.get("augment_lstm"):  # the temporal model's own augmentation settings, over `augment`
+        over = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment_lstm"].items()}
+        aug = SequenceAugment(**{**aug.__dict__, **over})
     epochs = a.epochs or tc["epochs"]
     if a.lr is not None:
         tc["lr"] = a.lr
