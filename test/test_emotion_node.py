@@ -26,8 +26,8 @@ def emotion_node(ros):
 
 
 
-def warm_up(probe, pub, face, face_id: int) -> None:
-    """Publish one face until the node answers for it: discovery is done both ways."""
+def warm_up(probe, pub, face, face_id: int, topic: str = EMOTION_TOPIC) -> None:
+    """Publish one face until the node answers for it on `topic`: discovery is done both ways."""
     f, w, h = face
 
     def one():
@@ -35,8 +35,8 @@ def warm_up(probe, pub, face, face_id: int) -> None:
         return make_array(header, w, h, [face_to_msg(f, face_id, 1.0, header, w, h)], 0.01, 0)
 
     assert probe.wait_subscribers(pub)
-    assert probe.handshake(pub, one, EMOTION_TOPIC, lambda e: e.face_id == face_id), "the node never answered"
-    probe.clear(EMOTION_TOPIC)  # estimates of this face still in flight are told apart by face_id
+    assert probe.handshake(pub, one, topic, lambda e: e.face_id == face_id), "the node never answered"
+    probe.clear(topic)  # estimates of this face still in flight are told apart by face_id
 
 
 def test_estimates_per_face_and_frame(emotion_node, probe, posed):
@@ -67,6 +67,32 @@ def test_estimates_per_face_and_frame(emotion_node, probe, posed):
     assert last.label == "happy", list(zip(last.class_names, last.probabilities))
     assert last.valence > 0.3 and -1 <= last.arousal <= 1 and last.description == ""
     assert by_face[2][-1].label == "surprise", list(zip(by_face[2][-1].class_names, by_face[2][-1].probabilities))
+
+
+def test_published_label_follows_the_label_rule_not_the_argmax(ros, probe, posed):
+    """The label the node publishes is its label rule's (here: another class must lead for 1000 s,
+    so the first label stays), while the probabilities are the model's own: a face that turns from
+    a smile to surprise keeps the label 'happy', with the probability of happy as its confidence."""
+    topic = EMOTION_TOPIC + "_hold"  # apart from the module's other emotion node, which answers the same faces
+    with NodeProcess("emotion_node", "emotion_hold", {"label_hold_s": 1000.0}, ["-r", f"{EMOTION_TOPIC}:={topic}"]) as node:
+        assert node.wait_log("emotion model", 30), node.log
+        probe.subscribe(EmotionEstimate, topic)
+        pub = probe.publisher(FaceLandmarksArray, FACES_TOPIC)
+        warm_up(probe, pub, posed["happy"], 97, topic)
+        (happy, w, h), (surprise, w2, h2) = posed["happy"], posed["surprise"]
+        for k in range(40):
+            header = Header(stamp=probe.now(), frame_id="camera")
+            f, fw, fh = (happy, w, h) if k < 8 else (surprise, w2, h2)
+            pub.publish(make_array(header, fw, fh, [face_to_msg(f, 7, 1.0, header, fw, fh)], 0.01, 0))
+            time.sleep(1 / 30)
+        assert probe.wait_until(topic, lambda ms: sum(e.face_id == 7 for e in ms) >= 40, 30)
+    est = [e for e in probe.messages(topic) if e.face_id == 7]
+    assert {e.label for e in est} == {"happy"}, [e.label for e in est]
+    last = est[-1]
+    top = last.class_names[int(np.argmax(last.probabilities))]
+    assert top == "surprise", list(zip(last.class_names, last.probabilities))  # the model itself has moved on
+    assert last.confidence == pytest.approx(last.probabilities[last.class_names.index("happy")])
+    assert last.confidence < max(last.probabilities)
 
 
 def test_bad_faces_are_skipped_with_one_line(emotion_node, probe, posed):

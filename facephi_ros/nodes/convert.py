@@ -63,7 +63,9 @@ def make_array(header, width: int, height: int, faces: list[FaceLandmarks], proc
 
 
 def make_estimate(header, face_id: int, model: str, class_names, probs, valence=float("nan"), arousal=float("nan"),
-                  description: str = "", window_frames: int = 1) -> EmotionEstimate:
+                  description: str = "", window_frames: int = 1, label: str | None = None) -> EmotionEstimate:
+    """label: the published label (the emotion node's label rule); None = the most probable class.
+    confidence is the probability of the published label."""
     probs = np.asarray(probs, np.float32)
     e = EmotionEstimate()
     e.header = header
@@ -71,7 +73,7 @@ def make_estimate(header, face_id: int, model: str, class_names, probs, valence=
     e.model = model
     e.class_names = list(class_names)
     e.probabilities = array.array("f", probs.tobytes())
-    k = int(np.argmax(probs)) if probs.size else 0
+    k = list(class_names).index(label) if label is not None else (int(np.argmax(probs)) if probs.size else 0)
     e.label = class_names[k] if probs.size else ""
     e.confidence = float(probs[k]) if probs.size else 0.0
     e.valence, e.arousal = float(valence), float(arousal)

@@ -104,7 +104,7 @@ class EmotionNode(ManagedNode):
         w, h = max(msg.image_width, 1), max(msg.image_height, 1)
         for e in self.est.update(faces, w, h, t):
             self.pub.publish(make_estimate(msg.header, e.face_id, self.est.name, self.est.classes, e.probs, e.valence,
-                                           e.arousal, "", e.window_frames))
+                                           e.arousal, "", e.window_frames, label=e.label))
         self.diag.count("frames")
         self.diag.count("estimates", len(faces))
         self.diag.time(time.perf_counter() - t0)
