@@ -105,3 +105,24 @@ def scenes_video():
     from conftest import FACES
 
     return FACES / "no_face.mp4"
+
+
+def test_scan_hands_over_the_coarse_levels_faces_before_it_ends(faces_dir):
+    """A scan runs the whole frame and the coarse tiles first and hands over each finished
+    level's faces at once (the node's asynchronous scans), so a face that walks in does not wait
+    for the many fine tiles. Together, the faces handed over early and those at the end are the
+    faces of the plain scan, each once."""
+    from facephi_ros.landmarks.multiface import MultiFaceLandmarker, box_iou
+
+    img = cv2.cvtColor(cv2.imread(str(faces_dir / "multi_face.jpg")), cv2.COLOR_BGR2RGB)
+    with MultiFaceLandmarker() as mf:
+        wins = mf.windows(img.shape[1], img.shape[0])
+        assert wins[0][2] == 0 and [w[2] for w in wins[1:]] == sorted((w[2] for w in wins[1:]), reverse=True)
+        plain = mf._scan(img)
+        early: list = []
+        rest = mf._scan(img, publish=lambda faces: early.append([b for b, _ in faces]))
+    assert len(plain) == 5, [b.tolist() for b, _ in plain]
+    assert early and len(early[0]) >= 1  # faces handed over before the fine tiles ran
+    handed = [b for level in early for b in level] + [b for b, _ in rest]
+    assert len(handed) == 5
+    assert all(max(box_iou(b, p) for p, _ in plain) > 0.5 for b in handed)

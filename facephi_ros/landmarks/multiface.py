@@ -9,10 +9,11 @@ So this module splits the two jobs (docs/faces.md has the measurements behind ea
 * Detection: the same BlazeFace network (the face_detector.tflite inside the sha256-checked
   face_landmarker.task bundle, read from it in memory: no second model file) runs on the whole
   frame and on overlapping square tiles. A face of `min_face_px` fills about an eighth of a tile,
-  where the detector is reliable; a face too big for a tile is found in the whole frame. Tiles
-  of one scan are spread over consecutive frames (`windows_per_frame`), so detection adds a small
-  constant cost to every frame instead of a spike every few frames. Overlapping boxes from
-  different windows are merged by non-maximum suppression.
+  where the detector is reliable; a face too big for a tile is found in the whole frame. A scan
+  runs every `detect_period_s` in a thread of its own (the node), coarse windows first, and
+  hands over the faces of each finished level at once, so a face that walks in waits for the
+  few coarse windows that see it, not for the whole scan. Overlapping boxes from different
+  windows are merged by non-maximum suppression.
 * Landmarks: each face is cut out as a square crop around its box (`crop_scale` times the box),
   resized to `crop_px` (small faces are upscaled, as the training data's 48x48 images are) and
   given to the FaceLandmarker in IMAGE mode. Landmarks come back in full-image coordinates with
@@ -281,22 +282,38 @@ class MultiFaceLandmarker:
     def windows(self, width: int, height: int) -> list[tuple[int, int, int]]:
         if (width, height) != self._size:
             self._size = (width, height)
-            self._windows = tile_windows(width, height, self.cfg.min_face_px, self.cfg.tile_fraction)
+            # coarse first: the whole frame, then ever smaller tiles (most faces are found by the
+            # few coarse windows; the many fine tiles only add the smallest)
+            wins = tile_windows(width, height, self.cfg.min_face_px, self.cfg.tile_fraction)
+            self._windows = sorted(wins, key=lambda w: -(w[2] or max(width, height) * 2))
         return self._windows
 
-    def _scan(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
-        t0 = time.perf_counter()
-        wins = self.windows(rgb.shape[1], rgb.shape[0])
-        found = []
-        for win in wins:
-            found += self._detector.run(rgb, win)
+    def _merged(self, found: list[tuple[np.ndarray, float]]) -> list[tuple[np.ndarray, float]]:
+        """Detections of one scan -> one box per face: too small ones dropped, overlapping ones
+        suppressed, a box that is part of a bigger face dropped."""
         found = [(b, sc) for b, sc in found if min(b[2], b[3]) >= self.cfg.min_face_px * 0.8]
         keep = suppress([b for b, _ in found], [sc for _, sc in found], self.cfg.duplicate_iou)
         keep = [i for i in keep if not any(part_of(found[i][0], found[j][0]) for j in keep if j != i)]
+        return [found[i] for i in keep]
+
+    def _scan(self, rgb: np.ndarray, publish=None) -> list[tuple[np.ndarray, float]]:
+        """All faces the detector finds in the frame. publish(faces), when given, is called after
+        each level of windows with the faces found so far that it has not been given yet."""
+        t0 = time.perf_counter()
+        wins = self.windows(rgb.shape[1], rgb.shape[0])
+        found: list[tuple[np.ndarray, float]] = []
+        sent: list[np.ndarray] = []
+        for k, win in enumerate(wins):
+            found += self._detector.run(rgb, win)
+            if publish is not None and k + 1 < len(wins) and wins[k + 1][2] != win[2]:  # a level is done
+                new = [f for f in self._merged(found) if not any(box_iou(f[0], b) > 0.2 for b in sent)]
+                if new:
+                    publish(new)
+                    sent += [b for b, _ in new]
         self.stats["scans"] += 1
         self.stats["windows"] += len(wins)
         self.stats["scan_ms"] += (time.perf_counter() - t0) * 1000
-        return [found[i] for i in keep]
+        return [f for f in self._merged(found) if not any(box_iou(f[0], b) > 0.2 for b in sent)]
 
     def _scan_loop(self) -> None:
         if self.cfg.scan_nice > 0:
@@ -310,15 +327,20 @@ class MultiFaceLandmarker:
                 rgb = self._job
             t0 = time.monotonic()
             try:
-                found = self._scan(rgb)
+                found = self._scan(rgb, publish=self._hand_over)
             except Exception:  # a frame the detector refuses: the next scan tries again
                 found = []
             took = time.monotonic() - t0
             with self._lock:
                 self._job = None
-                self._found = found
+                self._found += found
                 # a scan slowed down by a busy CPU pushes the next one back
                 self._scan_ready_at = time.monotonic() + took * (1 / self.cfg.max_scan_share - 1)
+
+    def _hand_over(self, faces: list[tuple[np.ndarray, float]]) -> None:
+        """An asynchronous scan's faces so far, for the next detect() call."""
+        with self._lock:
+            self._found += faces
 
     def _detections(self, rgb: np.ndarray, timestamp_ms: float | None) -> list[tuple[np.ndarray, float]]:
         """Faces from a scan that finished since the last call (starting one when due)."""
