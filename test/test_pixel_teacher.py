@@ -69,6 +69,25 @@ def test_mirroring_averages_logits(teacher):
     torch.testing.assert_close(teacher.predict(crops, mirror=False)[1], plain)
 
 
+def test_test_time_zooms_average_six_views(teacher):
+    from facephi_ros.models.pixel_teacher import zoom
+
+    rng = np.random.default_rng(2)
+    x = preprocess([rng.integers(0, 256, (48, 48), dtype=np.uint8) for _ in range(2)])
+    torch.testing.assert_close(zoom(x, 1.0), x, atol=1e-4, rtol=0)  # no zoom: the same pixels
+    ramp = preprocess(np.tile(np.arange(0, 240, 5, dtype=np.uint8), (48, 1)))  # brightness grows left to right
+    row, zin = ramp[0, 0, 24], zoom(ramp, 0.5)[0, 0, 24]  # zoom in 2x: the middle half of the row fills it
+    assert abs(float(zin.max() - zin.min()) / float(row.max() - row.min()) - 0.5) < 0.05
+    assert abs(float(zin.mean() - row.mean())) < 0.05  # about the centre
+    with torch.no_grad():
+        emb, logits = teacher.forward_tta(x, zooms=(0.8, 1.2))
+        views = [teacher.forward_mirrored(v) for v in (x, zoom(x, 0.8), zoom(x, 1.2))]
+        torch.testing.assert_close(logits, sum(v[1] for v in views) / 3, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(emb, sum(v[0] for v in views) / 3, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(teacher.forward_tta(x, zooms=())[1], teacher.forward_mirrored(x)[1])
+    assert logits.shape == (2, 7)
+
+
 def test_loader_refuses_missing_corrupt_and_wrong_classes(tmp_path):
     small = PixelTeacher(TeacherConfig(channels=[4, 8]))
     with pytest.raises(ModelFileError, match="not found"):

@@ -11,6 +11,7 @@ ROOT=${1:-../shared/data/fer2013}
 $PY -m training.build_dataset --root "$ROOT" --out runs/features/fer2013 --views   # views: 6 passes per image, ~25 min
 $PY -m training.derive_face_geometry --features runs/features/fer2013/train.npz
 OMP_NUM_THREADS=1 $PY -m training.train_pixel_teacher --root "$ROOT"   # pixel teacher (CNN on the pixels), ~90 min on one thread -> models/pixel_teacher
+$PY -m training.eval_pixel_teacher   # its test-time setting (plain / mirror / mirror+zoom), chosen on validation, ~3 min
 $PY -m training.teacher_targets --features runs/features/fer2013   # its soft labels for every training image, ~3 min
 for tag in fer7 fer3; do   # the per-frame model first: the LSTM starts from it (train.init_from)
   $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml --per-frame
@@ -21,6 +22,7 @@ $PY -m training.tune_label_rule   # the published label's rule, on held-out trai
 $PY -m training.eval_stream
 $PY -m training.align_encoder --out runs/encoder_8epochs
 $PY -m training.align_encoder --init runs/encoder_8epochs --epochs 4 --lr 0.0006   # -> models/facephi/encoder
+# FacePhi's projector also reads models/frame_fer7's embedding (llm.expression in its config): built above
 $PY -m training.train_facephi --threads 1 & main=$!
 $PY -m training.train_facephi --threads 1 --no-alignment --out runs/facephi_noalign & ablation=$!
 wait $main

@@ -12,6 +12,7 @@ checks both and raises ModelFileError (one line) for a missing, corrupt or misma
     teacher = load_teacher()                        # models/pixel_teacher/pixel_teacher.safetensors
     emb, logits = teacher.encode(crops)             # crops: one (H, W) uint8 array or a list of them
     emb, logits = teacher.predict(crops)            # the same, logits averaged with the mirror image's
+    emb, logits = teacher.forward_tta(x)            # preprocessed x: mean over mirror and two zooms (6 images)
 
 Preprocessing is parameter-free: resize to 48x48, then standardise each image by its own mean and
 standard deviation (so a camera's exposure matters less than it would with fixed constants).
@@ -35,6 +36,7 @@ from .lstm import ModelFileError
 # facephi_ros.data.image_folder.index_split gives, as in models/lstm_fer7/model.json.
 CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 INPUT_SIZE = 48
+TTA_ZOOMS = (0.92, 1.08)  # forward_tta's zoom factors (zoom in 8%, out 8%)
 WEIGHTS = "pixel_teacher.safetensors"
 ARCH = "PixelTeacher"
 
@@ -53,6 +55,14 @@ class TeacherConfig:
     @property
     def embedding_dim(self) -> int:
         return int(self.channels[-1])
+
+
+def zoom(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """(B, 1, H, W) images resampled about their centre: factor < 1 zooms in, > 1 out (border
+    pixels repeated)."""
+    theta = torch.tensor([[factor, 0.0, 0.0], [0.0, factor, 0.0]], dtype=x.dtype, device=x.device).expand(len(x), 2, 3)
+    grid = nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
 def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
@@ -119,6 +129,15 @@ class PixelTeacher(nn.Module):
         emb, logits = self(torch.cat([x, x.flip(-1)]))
         b = len(x)
         return (emb[:b] + emb[b:]) / 2, (logits[:b] + logits[b:]) / 2
+
+    def forward_tta(self, x: torch.Tensor, zooms: Sequence[float] = TTA_ZOOMS) -> tuple[torch.Tensor, torch.Tensor]:
+        """Test-time augmentation: embedding and logits averaged over x, its horizontal flip, and
+        both again zoomed by each factor in `zooms` (1 + 2 * len(zooms) pairs; 6 images by default:
+        chosen on validation, training/eval_pixel_teacher.py)."""
+        views = [x] + [zoom(x, z) for z in zooms]
+        b = len(x)
+        emb, logits = self.forward_mirrored(torch.cat(views))
+        return emb.view(len(views), b, -1).mean(0), logits.view(len(views), b, -1).mean(0)
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
