@@ -25,8 +25,8 @@ import numpy as np
 @dataclass(frozen=True)
 class LabelRuleConfig:
     margin: float = 0.05
-    hold_s: float = 0.0
-    smooth_s: float = 0.3
+    hold_s: float = 0.4
+    smooth_s: float = 0.0
 
     def __post_init__(self):
         for k in ("margin", "hold_s", "smooth_s"):
