@@ -44,8 +44,8 @@ def timed(fn, n: int) -> np.ndarray:
 
 def measure(rt: FacePhiRuntime, faces, repeats: int = 30) -> dict:
     def face(k):
-        lm, _, mat, w, h = faces[k % len(faces)]
-        return [(lm, mat)], w, h
+        lm, bs, mat, w, h = faces[k % len(faces)]
+        return [(lm, mat, bs)], w, h
 
     rt.label(*face(0))  # warm-up
     label = timed(lambda k: rt.label(*face(k)), repeats)
@@ -94,7 +94,7 @@ def main(argv=None) -> int:
     res["dtype"] = str(rt.dtype).replace("torch.", "")
     f = faces[0]
     from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES
-    res["example_answer"] = rt.answer([(f[0], f[2])], f[3], f[4])[0]
+    res["example_answer"] = rt.answer([(f[0], f[2], f[1])], f[3], f[4])[0]
     res["example_va_description"] = rt.describe_va(0.6, 0.4, "happy", dict(zip(BLENDSHAPE_NAMES, f[1].tolist())))
     res["command"] = command_line("python -m benchmarks.facephi_bench", argv)
     write_result(a.out, res)

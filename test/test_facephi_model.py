@@ -143,7 +143,7 @@ def runtime():
 
 @pytest.fixture(scope="module")
 def posed_faces(posed):
-    return {k: ([(f.landmarks, f.matrix)], w, h, f.blendshapes) for k, (f, w, h) in posed.items()}
+    return {k: ([(f.landmarks, f.matrix, f.blendshapes)], w, h, f.blendshapes) for k, (f, w, h) in posed.items()}
 
 
 def test_default_model_labels_and_answers_real_faces(runtime, posed_faces):
@@ -186,13 +186,66 @@ def test_default_model_labels_fer2013_test_images_well_above_chance(runtime, fer
 
 def test_pooled_features_are_the_mean_of_the_frames(runtime, posed):
     (fa, w, h), (fb, _, _) = posed["happy"], posed["surprise"]
-    a, b = (fa.landmarks, fa.matrix), (fb.landmarks, fb.matrix)
+    a, b = (fa.landmarks, fa.matrix, fa.blendshapes), (fb.landmarks, fb.matrix, fb.blendshapes)
     single = runtime.features([a, b], w, h)
     assert torch.allclose(runtime.pooled_features([a], w, h), single[:1], atol=1e-6)
     assert torch.allclose(runtime.pooled_features([a, b], w, h)[0], single.mean(0), atol=1e-6)
     assert not torch.allclose(single[0], single[1], atol=1e-3)
     with pytest.raises(ValueError, match="no frames"):
         runtime.pooled_features([], w, h)
+
+
+def test_default_model_reads_the_expression_embedding_beside_the_encoder(runtime, posed):
+    """The shipped projector reads [encoder feature, the frozen per-frame emotion model's embedding]
+    (facephi/expression.py); the embedding is the one the emotion node's own feature path gives."""
+    from facephi_ros.features.normalize import frame_features
+    from facephi_ros.models.lstm import load_model
+
+    assert runtime.expression is not None
+    f, w, h = posed["happy"]
+    feats = runtime.features([(f.landmarks, f.matrix, f.blendshapes)], w, h)
+    enc, ed = runtime.encoder.out_dim, runtime.expression.dim
+    assert feats.shape == (1, enc + ed) == (1, runtime.model.projector.cfg.in_dim)
+    frame, _ = load_model(runtime.folder / "expression")  # the emotion node's path: frame_features -> encode
+    x = torch.from_numpy(frame_features(frame.cfg.feature_config, f.landmarks, f.blendshapes, f.matrix, w, h))[None]
+    with torch.no_grad():
+        assert torch.allclose(feats[:, enc:], frame.encode(x), atol=1e-4)
+        # the embedding is the one the per-frame model classifies: its head says happy for the smile
+        assert frame.cfg.classes[int(frame.head(feats[:, enc:]).argmax())] == "happy"
+    with pytest.raises(ValueError, match="blendshapes"):  # landmarks alone are not enough for this model
+        runtime.features([(f.landmarks, f.matrix)], w, h)
+
+
+def test_expression_encoder_mirrors_and_refuses_a_temporal_model(tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from facephi_ros.data.sequences import mirror_normalized
+    from facephi_ros.facephi.expression import ExpressionEncoder
+    from facephi_ros.facephi.runtime import default_model_dir
+    from facephi_ros.models.lstm import ModelFileError
+    from facephi_ros.paths import shipped
+
+    expr = ExpressionEncoder(default_model_dir() / "expression")
+    rng = np.random.default_rng(0)
+    lm = torch.as_tensor(rng.normal(0, 0.5, (3, 478, 3)), dtype=torch.float32)
+    bs = torch.as_tensor(rng.uniform(0, 1, (3, 52)), dtype=torch.float32)
+    z = expr.encode_normalized(lm, bs)
+    assert z.shape == (3, expr.dim) and torch.isfinite(z).all()
+    assert torch.allclose(expr.encode_normalized(lm, bs, mirror=True), expr.encode_normalized(*mirror_normalized(lm, bs)))
+    assert not torch.allclose(expr.encode_normalized(lm, bs, mirror=True), z, atol=1e-3)
+    with pytest.raises(ValueError, match="blendshapes"):
+        expr.encode_normalized(lm, bs[:2])
+    with pytest.raises(ModelFileError, match="temporal"):
+        ExpressionEncoder(shipped("models") / "lstm_fer7")
+    bad = tmp_path / "model"  # a FacePhi folder whose projector does not fit its expression model
+    shutil.copytree(default_model_dir(), bad, ignore=shutil.ignore_patterns("adapter"))
+    shutil.copytree(shipped("models") / "frame_fer3", bad / "expression", dirs_exist_ok=True)
+    from facephi_ros.facephi.runtime import FacePhiRuntime
+    with pytest.raises(ModelFileError) as e:
+        FacePhiRuntime(bad, threads=1)
+    assert "\n" not in str(e.value)
 
 
 def test_default_model_reuses_the_prompt_prefix(runtime, posed_faces):

@@ -32,7 +32,6 @@ from facephi_ros.data.feature_files import load_split
 from facephi_ros.evaluation.metrics import classification_report, command_line, plot_confusion, write_result
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.runtime import FacePhiRuntime
-from training.align_encoder import pooled_features
 from training.train_facephi import stratified
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,9 +56,10 @@ def test_features(rt: FacePhiRuntime, test, pick: np.ndarray, views: bool) -> tu
     """(features of the images with a face, which images have one): pooled over renderings or the original only."""
     if views:
         found = test.found_any[pick]
-        return pooled_features(rt.encoder, test.view_landmarks[pick][found], test.view_found[pick][found]), found
+        return rt.view_features(test.view_landmarks[pick][found], test.view_blendshapes[pick][found],
+                                test.view_found[pick][found]), found
     found = test.found[pick]
-    return rt.features_from_normalized(test.norm_landmarks[pick][found]), found
+    return rt.features_from_normalized(test.norm_landmarks[pick][found], test.blendshapes[pick][found]), found
 
 
 def score(rt: FacePhiRuntime, test, pick: np.ndarray, views: bool, batch: int, max_new_tokens: int) -> dict:

@@ -12,7 +12,10 @@ pooled the same way, an image without a face counting as wrong. If a plain head 
 features does no better than the LLM's likelihood mode, the encoder is the limit, not the LLM.
 On the stage-1 and stage-2 faces the same two heads are also trained on MediaPipe's 52 blendshapes
 (pooled and mirrored the same way) and on the encoder feature and the blendshapes side by side:
-would giving the LLM the blendshapes as well lift its ceiling?
+would giving the LLM the blendshapes as well lift its ceiling? When the model folder has an
+expression model (the projector's second input, facephi/expression.py), the heads are also trained
+on its embedding alone and on the encoder feature and the embedding side by side: exactly the
+LLM's input.
 """
 from __future__ import annotations
 
@@ -31,13 +34,14 @@ from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import mean_over_found
 from facephi_ros.evaluation.metrics import command_line, write_result
 from facephi_ros.facephi.encoder import load_encoder
+from facephi_ros.facephi.expression import ExpressionEncoder
 from facephi_ros.facephi.files import weights_key
 from facephi_ros.features.normalize import mirror_blendshapes
 from facephi_ros.models.lstm import ModelFileError
 from facephi_ros.paths import shipped
 from training.align_encoder import linear_probe, pooled_features
 from training.eval_facephi import eval_pick
-from training.train_facephi import stage_data
+from training.train_facephi import feature_key, stage_data
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -75,18 +79,30 @@ def main(argv=None) -> int:
     except ModelFileError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    key = weights_key(a.encoder)  # the LLM stages' feature cache key
+    # the LLM stages' feature cache: the encoder feature, then the expression embedding when the
+    # model folder holding the encoder has an expression model (facephi/expression.py)
+    model_dir = Path(a.encoder).parent
+    expr = ExpressionEncoder(model_dir / "expression") if (model_dir / "expression").is_dir() else None
+    key = feature_key(model_dir) if expr is not None else weights_key(a.encoder)
     train = load_split(full["features"], "train", classes, views=views)
     test = load_split(full["features"], "test", classes, views=views)
     pick = eval_pick(test, a.n_test or full["eval"]["n_test"])
     if views:
         found = test.found_any[pick]
+        vf = torch.as_tensor(test.view_found[pick][found])
         f_test = pooled_features(enc, test.view_landmarks[pick][found], test.view_found[pick][found])
-        b_test = mean_over_found(torch.as_tensor(test.view_blendshapes[pick][found]).float(), torch.as_tensor(test.view_found[pick][found]))
+        b_test = mean_over_found(torch.as_tensor(test.view_blendshapes[pick][found]).float(), vf)
+        if expr is not None:
+            lm, bsv = test.view_landmarks[pick][found], test.view_blendshapes[pick][found]
+            e = expr.encode_normalized(lm.reshape(-1, *lm.shape[2:]), bsv.reshape(-1, bsv.shape[-1]))
+            f_test = torch.cat([f_test, mean_over_found(e.view(*vf.shape, -1), vf)], 1)
     else:
         found = test.found[pick]
         f_test = enc.encode(test.norm_landmarks[pick][found])
         b_test = torch.as_tensor(test.blendshapes[pick][found]).float()
+        if expr is not None:
+            f_test = torch.cat([f_test, expr.encode_normalized(test.norm_landmarks[pick][found], b_test)], 1)
+    E = enc.out_dim  # the first E numbers of a feature are the encoder's
     y_test = test.labels[pick]
 
     def acc(logits: torch.Tensor) -> float:
@@ -102,17 +118,21 @@ def main(argv=None) -> int:
 
     xs, bs, ys, res = [], [], [], {}
     for stage in (1, 2):
-        faces, feats, mirror, ok = stage_data(enc, train, stage, full[f"stage{stage}"].get("train_images", 0), a.seed, views, key)
+        faces, feats, mirror, ok = stage_data(enc, train, stage, full[f"stage{stage}"].get("train_images", 0), a.seed, views,
+                                              key, expr)
         shapes = train.view_blendshapes[faces] if views else train.blendshapes[faces][:, None]
         xs += [mean_over_found(feats, ok), mean_over_found(mirror, ok)]
         bs += [mean_over_found(torch.as_tensor(s).float(), ok) for s in (shapes, mirror_blendshapes(shapes))]
         ys += [torch.as_tensor(train.labels[faces])] * 2
         x, b, y = torch.cat(xs), torch.cat(bs), torch.cat(ys)
         name = "stage1" if stage == 1 else "stages12"
-        heads(name, x, y, f_test)
+        heads(name, x[:, :E], y, f_test[:, :E])
         res[f"train_inputs_{name}"] = int(len(x))
     heads("blendshapes_stages12", b, y, b_test)
-    heads("encoder_blendshapes_stages12", torch.cat([x, b], 1), y, torch.cat([f_test, b_test], 1))
+    heads("encoder_blendshapes_stages12", torch.cat([x[:, :E], b], 1), y, torch.cat([f_test[:, :E], b_test], 1))
+    if expr is not None:  # what the LLM reads since the expression input: the embedding alone, and beside the encoder's
+        heads("expression_stages12", x[:, E:], y, f_test[:, E:])
+        heads("encoder_expression_stages12", x, y, f_test)
     enc_dir = Path(a.encoder).resolve()
     res.update({"encoder": str(enc_dir.relative_to(REPO) if enc_dir.is_relative_to(REPO) else enc_dir), "encoder_key": key, "n_test": int(len(pick)), "views": views,
                 "detection_rate": float(found.mean()), "command": command_line("python -m training.probe_facephi_features", argv)})

@@ -34,11 +34,21 @@ from facephi_ros.data.sequences import mean_over_found, mirror_normalized_landma
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder
+from facephi_ros.facephi.expression import ExpressionEncoder
 from facephi_ros.facephi.files import weights_key
 from facephi_ros.facephi.llm import device_for, load_llm, pick_dtype
 from facephi_ros.facephi.model import FacePhi, Projector, ProjectorConfig, save_projector
 from facephi_ros.facephi.pointmlp import PointMLPConfig
 from facephi_ros.paths import shipped
+
+
+def feature_key(model_dir: Path, random_encoder: bool = False) -> str:
+    """The feature cache's key: the weights of the parts a FacePhi model folder holds (its encoder,
+    and its expression model when it has one; a random encoder differs per config)."""
+    key = ("random_" if random_encoder else "") + weights_key(model_dir / "encoder")
+    if (model_dir / "expression").is_dir():
+        key += "_expr" + weights_key(model_dir / "expression")[:12]
+    return key
 
 
 def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -55,9 +65,12 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features, mirrored-face features), each (N, V, 256), of the faces' V renderings
-    (view_lm: (N, V, 478, 3) normalised; V = 1 without views), cached on disk by encoder + subset."""
+def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str, expr: ExpressionEncoder | None = None,
+                    view_bs: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, mirrored-face features), each (N, V, D), of the faces' V renderings
+    (view_lm: (N, V, 478, 3) normalised, view_bs (N, V, 52); V = 1 without views): the encoder
+    feature, followed by the expression embedding when the model has one; cached on disk by the
+    parts' weights + subset."""
     path = Path("runs/facephi/features") / f"{tag}_{key}.pt"
     if path.is_file():
         d = torch.load(path)
@@ -67,20 +80,27 @@ def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str
     lm = torch.as_tensor(view_lm.reshape(n * v, *view_lm.shape[2:]), dtype=torch.float32)
     feat = enc.encode(lm.numpy(), desc="encoder features").view(n, v, -1)
     mirror = enc.encode(mirror_normalized_landmarks(lm).numpy(), desc="mirrored features").view(n, v, -1)
+    if expr is not None:
+        bs = torch.as_tensor(view_bs.reshape(n * v, -1), dtype=torch.float32)
+        feat = torch.cat([feat, expr.encode_normalized(lm, bs).view(n, v, -1)], -1)
+        mirror = torch.cat([mirror, expr.encode_normalized(lm, bs, mirror=True).view(n, v, -1)], -1)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"feat": feat, "mirror": mirror}, path)
     return feat, mirror
 
 
-def stage_data(enc: AlignedEncoder, train, stage: int, n_images: int, seed: int, views: bool, key: str):
+def stage_data(enc: AlignedEncoder, train, stage: int, n_images: int, seed: int, views: bool, key: str,
+               expr: ExpressionEncoder | None = None):
     """(picked training faces, their features, mirrored features, found mask (N, V)) for a stage:
     `n_images` faces (0 = all) stratified by class with the stage's seed, features cached by `key`."""
     faces = np.flatnonzero(train.found_any)
     pick = faces[stratified(train.labels[faces], n_images, seed + stage)]
     if views:
-        feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}_views", train.view_landmarks[pick], key)
+        feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}_views", train.view_landmarks[pick], key, expr,
+                                        train.view_blendshapes[pick])
         return pick, feats, mirror, torch.as_tensor(train.view_found[pick])
-    feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}", train.norm_landmarks[pick][:, None], key)
+    feats, mirror = cached_features(enc, f"train_s{stage}_{len(pick)}", train.norm_landmarks[pick][:, None], key, expr,
+                                    train.blendshapes[pick][:, None])
     return pick, feats, mirror, torch.ones(len(pick), 1, dtype=torch.bool)
 
 
@@ -181,8 +201,17 @@ def main(argv=None) -> int:
         enc, _ = load_encoder(args.encoder)
         if Path(args.encoder).resolve() != (out / "encoder").resolve():  # the output folder is a whole model
             shutil.copytree(args.encoder, out / "encoder", dirs_exist_ok=True)
-    # the feature cache's key: the weights of the encoder this model holds (a random one differs per config)
-    enc_key = ("random_" if args.no_alignment else "") + weights_key(out / "encoder")
+    # the expression model (llm.expression: a per-frame emotion model's folder; empty = none) is copied
+    # into the output folder too, so the FacePhi model keeps reading the embedding it was trained on
+    expr = None
+    if lcfg.get("expression"):
+        shutil.rmtree(out / "expression", ignore_errors=True)
+        shutil.copytree(lcfg["expression"], out / "expression")
+        expr = ExpressionEncoder(out / "expression")
+        print(f"expression input: {lcfg['expression']} ({expr.dim}-d embedding)", flush=True)
+    else:
+        shutil.rmtree(out / "expression", ignore_errors=True)
+    enc_key = feature_key(out, args.no_alignment)
     views = bool(full.get("views"))
     train = load_split(full["features"], "train", classes, views=views)
     bf16 = {"auto": pick_dtype("auto", dev) == torch.bfloat16, "bf16": True, "fp32": False}[args.precision or full.get("train_precision", "fp32")]
@@ -191,10 +220,12 @@ def main(argv=None) -> int:
     llm, tok = load_llm(lcfg["model"], device=str(dev))
     for p in llm.parameters():
         p.requires_grad_(False)
-    pcfg = ProjectorConfig(in_dim=enc.out_dim, hidden=lcfg["projector_hidden"], out_dim=llm.get_input_embeddings().embedding_dim,
+    edim = expr.dim if expr is not None else 0
+    pcfg = ProjectorConfig(in_dim=enc.out_dim + edim, expression_dim=edim, hidden=lcfg["projector_hidden"], out_dim=llm.get_input_embeddings().embedding_dim,
                            face_tokens=lcfg["face_tokens"], classes=classes, llm=lcfg["model"])
     model = FacePhi(llm, tok, Projector(pcfg).to(dev))
-    meta = {"train_config": args.config, "encoder_key": enc_key, "no_alignment": args.no_alignment,
+    meta = {"train_config": args.config, "encoder_key": enc_key, "expression": lcfg.get("expression") or None,
+            "expression_key": weights_key(out / "expression") if expr is not None else None, "no_alignment": args.no_alignment,
             "command": command_line("python -m training.train_facephi", argv)}
     history = {}
     for stage in (1, 2):
@@ -203,7 +234,7 @@ def main(argv=None) -> int:
         scfg = dict(full[f"stage{stage}"])
         if args.steps:
             scfg["steps"] = args.steps
-        pick, feats, mirror, found = stage_data(enc, train, stage, scfg.get("train_images", 0), args.seed, views, enc_key)
+        pick, feats, mirror, found = stage_data(enc, train, stage, scfg.get("train_images", 0), args.seed, views, enc_key, expr)
         labels = train.labels[pick]
         if stage == 2:
             if scfg.get("full_finetune"):

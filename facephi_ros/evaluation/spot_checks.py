@@ -56,7 +56,7 @@ def predicted(rt, faces: list[tuple[str, str, object]]) -> list[str | None]:
             out.append(None)
         else:
             f, w, h = hit
-            out.append(rt.classes[int(rt.label([(f.landmarks, f.matrix)], w, h)[0].argmax())])
+            out.append(rt.classes[int(rt.label([(f.landmarks, f.matrix, f.blendshapes)], w, h)[0].argmax())])
     return out
 
 

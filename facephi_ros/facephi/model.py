@@ -1,6 +1,7 @@
 """FacePhi: landmark encoder -> MLP projector -> landmark token(s) in the prompt of a causal LLM.
 
-    landmarks (478x3) -> PointMLP (aligned, frozen) -> 256-d -> projector -> F x d_model embeddings
+    landmarks (478x3) -> PointMLP (aligned, frozen) -> 256-d -+-> projector -> F x d_model embeddings
+    landmarks + blendshapes -> per-frame emotion model (frozen) -> 256-d -+   (expression.py; optional)
     prompt = chat(system, instruction with <face>)  ->  [prefix] [F face embeddings] [suffix] [answer]
 
 The loss covers only the answer tokens and the end-of-turn token (as in the FacePhi paper). The
@@ -34,7 +35,8 @@ REBUILD = "python -m training.train_facephi"
 
 @dataclass
 class ProjectorConfig:
-    in_dim: int = 256
+    in_dim: int = 256  # encoder feature + expression embedding
+    expression_dim: int = 0  # the last expression_dim inputs come from expression.py (0: the encoder alone)
     hidden: int = 1024
     out_dim: int = 576  # the LLM's embedding width
     face_tokens: int = 1
@@ -43,7 +45,8 @@ class ProjectorConfig:
 
 
 class Projector(nn.Module):
-    """Two-layer MLP (GELU) from the encoder feature to `face_tokens` LLM input embeddings."""
+    """Two-layer MLP (GELU) from the encoder feature (and the expression embedding) to `face_tokens`
+    LLM input embeddings."""
 
     def __init__(self, cfg: ProjectorConfig):
         super().__init__()

@@ -3,9 +3,13 @@ and answers for faces given as raw MediaPipe arrays. ROS-free; used by the node,
 and the benchmark.
 
     rt = FacePhiRuntime()                       # models/facephi + the SmolLM2 asset
-    probs = rt.label([(landmarks, matrix)], width, height)     # (N, C) class distribution
-    text = rt.answer([(landmarks, matrix)], width, height)     # one sentence per face
-    feat = rt.pooled_features([(lm1, m1), (lm2, m2), ...], w, h)  # one face's last frames -> (1, 256)
+    probs = rt.label([(landmarks, matrix, blendshapes)], width, height)   # (N, C) class distribution
+    text = rt.answer([(landmarks, matrix, blendshapes)], width, height)   # one sentence per face
+    feat = rt.pooled_features([(lm1, m1, b1), (lm2, m2, b2), ...], w, h)  # one face's last frames -> (1, D)
+
+A face is (landmarks (478, 3) as MediaPipe gives them, transformation matrix (4, 4), blendshapes
+(52,)). A model without an expression input (`expression/`, docs/facephi.md) reads the landmarks
+alone and takes (landmarks, matrix) pairs too.
 
 Pooling: the encoder is cheap next to the LLM, so a face's last few frames can all be encoded
 and their features averaged before the LLM reads them (the landmarker's frame-to-frame jitter
@@ -18,10 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.sequences import mean_over_found
 from ..features.normalize import normalize_landmarks
 from ..models.lstm import ModelFileError
 from ..paths import shipped
 from .encoder import load_encoder
+from .expression import ExpressionEncoder
+from .files import weights_key
 from .llm import device_for, load_llm, pick_dtype
 from .model import FacePhi, load_projector
 
@@ -45,6 +52,17 @@ class FacePhiRuntime:
         self.device = device_for(device)
         self.encoder, _ = load_encoder(folder / "encoder")
         projector, meta = load_projector(folder / "projector")
+        self.expression = None
+        if projector.cfg.expression_dim:
+            self.expression = ExpressionEncoder(folder / "expression")
+            if self.expression.dim != projector.cfg.expression_dim or \
+                    self.encoder.out_dim + self.expression.dim != projector.cfg.in_dim:
+                raise ModelFileError(f"FacePhi parts in {folder} do not fit: the projector reads {projector.cfg.in_dim} "
+                                     f"numbers, the encoder gives {self.encoder.out_dim} and the expression model "
+                                     f"{self.expression.dim}: retrain the projector (python -m training.train_facephi)")
+            if meta.get("expression_key") and weights_key(folder / "expression") != meta["expression_key"]:
+                raise ModelFileError(f"FacePhi expression model in {folder / 'expression'} is not the one its projector was "
+                                     "trained on (weights differ): restore it or retrain (python -m training.train_facephi)")
         llm_name = llm or projector.cfg.llm
         if (folder / "llm").is_dir():  # a full fine-tune ships the whole LLM
             llm_name = str(folder / "llm")
@@ -68,21 +86,36 @@ class FacePhiRuntime:
         from .prompts import DEFAULT_INSTRUCTION, INSTRUCTIONS
         return INSTRUCTIONS[DEFAULT_INSTRUCTION]
 
-    def features_from_normalized(self, norm_lm: np.ndarray) -> torch.Tensor:
-        return self.encoder.encode(norm_lm)
+    def features_from_normalized(self, norm_lm: np.ndarray, blendshapes: np.ndarray | None = None) -> torch.Tensor:
+        """(N, D) projector inputs from (N, 478, 3) normalised landmarks and (N, 52) blendshapes."""
+        feat = self.encoder.encode(norm_lm)
+        if self.expression is None:
+            return feat
+        if blendshapes is None:
+            raise ValueError("this FacePhi model reads blendshapes beside the landmarks: none were given")
+        return torch.cat([feat, self.expression.encode_normalized(norm_lm, blendshapes)], 1)
 
-    def features(self, faces: list[tuple[np.ndarray, np.ndarray]], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
-        """faces = [(landmarks (478, 3) as MediaPipe gives them, transformation matrix (4, 4))]."""
-        lm = np.stack([normalize_landmarks(l, m, width, height) for l, m in faces])
-        if not np.isfinite(lm).all():
-            raise ValueError("landmarks are not finite after normalisation")
-        return self.features_from_normalized(lm)
+    def features(self, faces: list[tuple], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
+        """faces = [(landmarks (478, 3) as MediaPipe gives them, transformation matrix (4, 4)[, blendshapes (52,)])]."""
+        lm = np.stack([normalize_landmarks(f[0], f[1], width, height) for f in faces])
+        bs = np.stack([np.asarray(f[2], np.float32) for f in faces]) if all(len(f) > 2 for f in faces) else None
+        if not np.isfinite(lm).all() or (bs is not None and not np.isfinite(bs).all()):
+            raise ValueError("landmarks or blendshapes are not finite after normalisation")
+        return self.features_from_normalized(lm, bs)
 
-    def pooled_features(self, frames: list[tuple[np.ndarray, np.ndarray]], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
-        """(1, 256): the mean feature of one face's frames [(landmarks, matrix), ...]."""
+    def pooled_features(self, frames: list[tuple], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
+        """(1, D): the mean feature of one face's frames [(landmarks, matrix, blendshapes), ...]."""
         if not frames:
             raise ValueError("no frames to pool")
         return self.features(frames, width, height).mean(0, keepdim=True)
+
+    def view_features(self, view_lm: np.ndarray, view_bs: np.ndarray, view_found: np.ndarray) -> torch.Tensor:
+        """(N, D): the mean feature over the renderings in which each face was found (evaluation's
+        counterpart of pooled_features; view_lm (N, V, 478, 3) normalised, view_bs (N, V, 52))."""
+        n, v = view_found.shape
+        feat = self.features_from_normalized(view_lm.reshape(n * v, *view_lm.shape[2:]),
+                                             view_bs.reshape(n * v, -1)).view(n, v, -1)
+        return mean_over_found(feat, torch.as_tensor(view_found))
 
     def label(self, faces, width: float = 1.0, height: float = 1.0) -> np.ndarray:
         return self.model.class_probs(self.features(faces, width, height)).cpu().numpy()

@@ -217,7 +217,7 @@ class FacePhiNode(ManagedNode):
         t0 = time.perf_counter()
         rt = self.rt
         frames = self._pool(face_id, item)
-        feats = rt.pooled_features([(f.landmarks, f.matrix) for f in frames], item.width, item.height)
+        feats = rt.pooled_features([(f.landmarks, f.matrix, f.blendshapes) for f in frames], item.width, item.height)
         probs = rt.model.class_probs(feats)[0].cpu().numpy()
         label = rt.classes[int(np.argmax(probs))]
         valence, arousal = valence_arousal(probs, rt.classes)
