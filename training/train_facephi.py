@@ -224,7 +224,8 @@ def main(argv=None) -> int:
     pcfg = ProjectorConfig(in_dim=enc.out_dim + edim, expression_dim=edim, hidden=lcfg["projector_hidden"], out_dim=llm.get_input_embeddings().embedding_dim,
                            face_tokens=lcfg["face_tokens"], classes=classes, llm=lcfg["model"])
     model = FacePhi(llm, tok, Projector(pcfg).to(dev))
-    meta = {"train_config": args.config, "encoder_key": enc_key, "expression": lcfg.get("expression") or None,
+    meta = {"train_config": args.config, "encoder_key": ("random_" if args.no_alignment else "") + weights_key(out / "encoder"),
+            "feature_key": enc_key, "expression": lcfg.get("expression") or None,
             "expression_key": weights_key(out / "expression") if expr is not None else None, "no_alignment": args.no_alignment,
             "command": command_line("python -m training.train_facephi", argv)}
     history = {}
