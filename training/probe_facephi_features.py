@@ -35,11 +35,12 @@ from facephi_ros.data.sequences import mean_over_found
 from facephi_ros.evaluation.metrics import command_line, write_result
 from facephi_ros.facephi.encoder import load_encoder
 from facephi_ros.facephi.expression import ExpressionEncoder
+from facephi_ros.facephi.runtime import pooled_view_input, projector_input
 from facephi_ros.facephi.files import weights_key
 from facephi_ros.features.normalize import mirror_blendshapes
 from facephi_ros.models.lstm import ModelFileError
 from facephi_ros.paths import shipped
-from training.align_encoder import linear_probe, pooled_features
+from training.align_encoder import linear_probe
 from training.eval_facephi import eval_pick
 from training.train_facephi import feature_key, stage_data
 
@@ -89,19 +90,13 @@ def main(argv=None) -> int:
     pick = eval_pick(test, a.n_test or full["eval"]["n_test"])
     if views:
         found = test.found_any[pick]
-        vf = torch.as_tensor(test.view_found[pick][found])
-        f_test = pooled_features(enc, test.view_landmarks[pick][found], test.view_found[pick][found])
-        b_test = mean_over_found(torch.as_tensor(test.view_blendshapes[pick][found]).float(), vf)
-        if expr is not None:
-            lm, bsv = test.view_landmarks[pick][found], test.view_blendshapes[pick][found]
-            e = expr.encode_normalized(lm.reshape(-1, *lm.shape[2:]), bsv.reshape(-1, bsv.shape[-1]))
-            f_test = torch.cat([f_test, mean_over_found(e.view(*vf.shape, -1), vf)], 1)
+        vf = test.view_found[pick][found]
+        f_test = pooled_view_input(enc, expr, test.view_landmarks[pick][found], test.view_blendshapes[pick][found], vf)
+        b_test = mean_over_found(torch.as_tensor(test.view_blendshapes[pick][found]).float(), torch.as_tensor(vf))
     else:
         found = test.found[pick]
-        f_test = enc.encode(test.norm_landmarks[pick][found])
         b_test = torch.as_tensor(test.blendshapes[pick][found]).float()
-        if expr is not None:
-            f_test = torch.cat([f_test, expr.encode_normalized(test.norm_landmarks[pick][found], b_test)], 1)
+        f_test = projector_input(enc, expr, test.norm_landmarks[pick][found], b_test)
     E = enc.out_dim  # the first E numbers of a feature are the encoder's
     y_test = test.labels[pick]
 

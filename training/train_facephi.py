@@ -30,7 +30,7 @@ import yaml
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
-from facephi_ros.data.sequences import mean_over_found, mirror_normalized_landmarks, pick_found_views
+from facephi_ros.data.sequences import mean_over_found, pick_found_views
 from facephi_ros.evaluation.metrics import command_line
 from facephi_ros.facephi import prompts
 from facephi_ros.facephi.encoder import AlignedEncoder, load_encoder, save_encoder
@@ -38,14 +38,20 @@ from facephi_ros.facephi.expression import ExpressionEncoder
 from facephi_ros.facephi.files import weights_key
 from facephi_ros.facephi.llm import device_for, load_llm, pick_dtype
 from facephi_ros.facephi.model import FacePhi, Projector, ProjectorConfig, save_projector
+from facephi_ros.facephi.runtime import projector_input
 from facephi_ros.facephi.pointmlp import PointMLPConfig
 from facephi_ros.paths import shipped
 
 
+def encoder_key(model_dir: Path, random_encoder: bool = False) -> str:
+    """The weights key of a FacePhi model folder's encoder (a random encoder differs per config)."""
+    return ("random_" if random_encoder else "") + weights_key(model_dir / "encoder")
+
+
 def feature_key(model_dir: Path, random_encoder: bool = False) -> str:
     """The feature cache's key: the weights of the parts a FacePhi model folder holds (its encoder,
-    and its expression model when it has one; a random encoder differs per config)."""
-    key = ("random_" if random_encoder else "") + weights_key(model_dir / "encoder")
+    and its expression model when it has one)."""
+    key = encoder_key(model_dir, random_encoder)
     if (model_dir / "expression").is_dir():
         key += "_expr" + weights_key(model_dir / "expression")[:12]
     return key
@@ -77,13 +83,10 @@ def cached_features(enc: AlignedEncoder, tag: str, view_lm: np.ndarray, key: str
         if d["feat"].dim() == 3:
             return d["feat"], d["mirror"]
     n, v = view_lm.shape[:2]
-    lm = torch.as_tensor(view_lm.reshape(n * v, *view_lm.shape[2:]), dtype=torch.float32)
-    feat = enc.encode(lm.numpy(), desc="encoder features").view(n, v, -1)
-    mirror = enc.encode(mirror_normalized_landmarks(lm).numpy(), desc="mirrored features").view(n, v, -1)
-    if expr is not None:
-        bs = torch.as_tensor(view_bs.reshape(n * v, -1), dtype=torch.float32)
-        feat = torch.cat([feat, expr.encode_normalized(lm, bs).view(n, v, -1)], -1)
-        mirror = torch.cat([mirror, expr.encode_normalized(lm, bs, mirror=True).view(n, v, -1)], -1)
+    lm = view_lm.reshape(n * v, *view_lm.shape[2:]).astype(np.float32)
+    bs = view_bs.reshape(n * v, -1).astype(np.float32) if expr is not None else None
+    feat = projector_input(enc, expr, lm, bs, desc="encoder features").view(n, v, -1)
+    mirror = projector_input(enc, expr, lm, bs, mirror=True, desc="mirrored features").view(n, v, -1)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"feat": feat, "mirror": mirror}, path)
     return feat, mirror
@@ -204,13 +207,11 @@ def main(argv=None) -> int:
     # the expression model (llm.expression: a per-frame emotion model's folder; empty = none) is copied
     # into the output folder too, so the FacePhi model keeps reading the embedding it was trained on
     expr = None
+    shutil.rmtree(out / "expression", ignore_errors=True)
     if lcfg.get("expression"):
-        shutil.rmtree(out / "expression", ignore_errors=True)
         shutil.copytree(lcfg["expression"], out / "expression")
         expr = ExpressionEncoder(out / "expression")
         print(f"expression input: {lcfg['expression']} ({expr.dim}-d embedding)", flush=True)
-    else:
-        shutil.rmtree(out / "expression", ignore_errors=True)
     enc_key = feature_key(out, args.no_alignment)
     views = bool(full.get("views"))
     train = load_split(full["features"], "train", classes, views=views)
@@ -224,7 +225,7 @@ def main(argv=None) -> int:
     pcfg = ProjectorConfig(in_dim=enc.out_dim + edim, expression_dim=edim, hidden=lcfg["projector_hidden"], out_dim=llm.get_input_embeddings().embedding_dim,
                            face_tokens=lcfg["face_tokens"], classes=classes, llm=lcfg["model"])
     model = FacePhi(llm, tok, Projector(pcfg).to(dev))
-    meta = {"train_config": args.config, "encoder_key": ("random_" if args.no_alignment else "") + weights_key(out / "encoder"),
+    meta = {"train_config": args.config, "encoder_key": encoder_key(out, args.no_alignment),
             "feature_key": enc_key, "expression": lcfg.get("expression") or None,
             "expression_key": weights_key(out / "expression") if expr is not None else None, "no_alignment": args.no_alignment,
             "command": command_line("python -m training.train_facephi", argv)}

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.sequences import mean_over_found
+from ..data.sequences import mean_over_found, mirror_normalized_landmarks
 from ..features.normalize import normalize_landmarks
 from ..models.lstm import ModelFileError
 from ..paths import shipped
@@ -34,6 +34,30 @@ from .model import FacePhi, load_projector
 
 
 POOL_FRAMES = 6  # the facephi node's default pool_frames (frames averaged per answer)
+
+
+def projector_input(encoder, expression: ExpressionEncoder | None, norm_lm, blendshapes=None, mirror: bool = False,
+                    desc: str = "") -> torch.Tensor:
+    """(N, D) what the projector reads for (N, 478, 3) normalised landmarks and (N, 52) blendshapes:
+    the encoder feature, then the expression embedding when the model has one (mirror=True: of each
+    face's mirror image; desc: a progress bar for the encoder)."""
+    lm = mirror_normalized_landmarks(torch.as_tensor(np.asarray(norm_lm, np.float32))).numpy() if mirror else norm_lm
+    feat = encoder.encode(lm, desc=desc)
+    if expression is None:
+        return feat
+    if blendshapes is None:
+        raise ValueError("this FacePhi model reads blendshapes beside the landmarks: none were given")
+    return torch.cat([feat, expression.encode_normalized(norm_lm, blendshapes, mirror=mirror)], 1)
+
+
+def pooled_view_input(encoder, expression: ExpressionEncoder | None, view_lm: np.ndarray, view_bs: np.ndarray | None,
+                      view_found: np.ndarray) -> torch.Tensor:
+    """(N, D): projector_input averaged over the renderings in which each face was found
+    (view_lm (N, V, 478, 3) normalised, view_bs (N, V, 52), view_found (N, V))."""
+    n, v = view_found.shape
+    bs = view_bs.reshape(n * v, -1) if view_bs is not None else None
+    feat = projector_input(encoder, expression, view_lm.reshape(n * v, *view_lm.shape[2:]), bs).view(n, v, -1)
+    return mean_over_found(feat, torch.as_tensor(view_found))
 
 
 def default_model_dir() -> Path:
@@ -88,12 +112,7 @@ class FacePhiRuntime:
 
     def features_from_normalized(self, norm_lm: np.ndarray, blendshapes: np.ndarray | None = None) -> torch.Tensor:
         """(N, D) projector inputs from (N, 478, 3) normalised landmarks and (N, 52) blendshapes."""
-        feat = self.encoder.encode(norm_lm)
-        if self.expression is None:
-            return feat
-        if blendshapes is None:
-            raise ValueError("this FacePhi model reads blendshapes beside the landmarks: none were given")
-        return torch.cat([feat, self.expression.encode_normalized(norm_lm, blendshapes)], 1)
+        return projector_input(self.encoder, self.expression, norm_lm, blendshapes)
 
     def features(self, faces: list[tuple], width: float = 1.0, height: float = 1.0) -> torch.Tensor:
         """faces = [(landmarks (478, 3) as MediaPipe gives them, transformation matrix (4, 4)[, blendshapes (52,)])]."""
@@ -111,11 +130,8 @@ class FacePhiRuntime:
 
     def view_features(self, view_lm: np.ndarray, view_bs: np.ndarray, view_found: np.ndarray) -> torch.Tensor:
         """(N, D): the mean feature over the renderings in which each face was found (evaluation's
-        counterpart of pooled_features; view_lm (N, V, 478, 3) normalised, view_bs (N, V, 52))."""
-        n, v = view_found.shape
-        feat = self.features_from_normalized(view_lm.reshape(n * v, *view_lm.shape[2:]),
-                                             view_bs.reshape(n * v, -1)).view(n, v, -1)
-        return mean_over_found(feat, torch.as_tensor(view_found))
+        counterpart of pooled_features; see pooled_view_input)."""
+        return pooled_view_input(self.encoder, self.expression, view_lm, view_bs, view_found)
 
     def label(self, faces, width: float = 1.0, height: float = 1.0) -> np.ndarray:
         return self.model.class_probs(self.features(faces, width, height)).cpu().numpy()
