@@ -26,13 +26,17 @@ from training.train_pixel_teacher import load_images, stratified_split
 SETTINGS = ("plain", "mirror", "mirror+zoom")
 
 
+def forward_for(model: PixelTeacher, setting: str):
+    """The teacher's forward pass for a test-time setting: preprocessed (B, 1, 48, 48) -> (embedding, logits)."""
+    return {"plain": model, "mirror": model.forward_mirrored, "mirror+zoom": model.forward_tta}[setting]
+
+
 @torch.no_grad()
 def logits_for(model: PixelTeacher, images: np.ndarray, setting: str, batch: int = 256) -> torch.Tensor:
     out = []
     for i in range(0, len(images), batch):
         x = standardise(torch.from_numpy(images[i:i + batch])[:, None].float())
-        fn = {"plain": model, "mirror": model.forward_mirrored, "mirror+zoom": model.forward_tta}[setting]
-        out.append(fn(x)[1])
+        out.append(forward_for(model, setting)(x)[1])
     return torch.cat(out)
 
 
@@ -41,7 +45,7 @@ def ms_per_face(model: PixelTeacher, setting: str, repeats: int = 200) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     crop = np.random.default_rng(0).integers(0, 256, (96, 96), dtype=np.uint8)
-    fn = {"plain": model, "mirror": model.forward_mirrored, "mirror+zoom": model.forward_tta}[setting]
+    fn = forward_for(model, setting)
     ts = []
     with torch.no_grad():
         for k in range(repeats + 20):

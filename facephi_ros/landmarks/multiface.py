@@ -303,17 +303,21 @@ class MultiFaceLandmarker:
         wins = self.windows(rgb.shape[1], rgb.shape[0])
         found: list[tuple[np.ndarray, float]] = []
         sent: list[np.ndarray] = []
+
+        def unsent() -> list[tuple[np.ndarray, float]]:  # the faces found so far that publish() has not had
+            return [f for f in self._merged(found) if not any(box_iou(f[0], b) > 0.2 for b in sent)]
+
         for k, win in enumerate(wins):
             found += self._detector.run(rgb, win)
             if publish is not None and k + 1 < len(wins) and wins[k + 1][2] != win[2]:  # a level is done
-                new = [f for f in self._merged(found) if not any(box_iou(f[0], b) > 0.2 for b in sent)]
+                new = unsent()
                 if new:
                     publish(new)
                     sent += [b for b, _ in new]
         self.stats["scans"] += 1
         self.stats["windows"] += len(wins)
         self.stats["scan_ms"] += (time.perf_counter() - t0) * 1000
-        return [f for f in self._merged(found) if not any(box_iou(f[0], b) > 0.2 for b in sent)]
+        return unsent()
 
     def _scan_loop(self) -> None:
         if self.cfg.scan_nice > 0:
