@@ -22,6 +22,9 @@ LAUNCH_ARGUMENTS = (
     LaunchArgument("loop", "true", "loop the video file"),
     LaunchArgument("params_file", "", "parameter file (default: config/facephi.yaml of the package)"),
     LaunchArgument("debug_image", "false", "publish /facephi/debug_image with the mesh drawn"),
+    LaunchArgument("appearance", "false", "opt-in accuracy mode: the face-mesh node also runs a CNN on each face's "
+                   "aligned crop and publishes its embedding (numbers, never pixels); the emotion node then uses "
+                   "its hybrid model"),
     LaunchArgument("run_camera", "true", "start the camera node (false: images come from elsewhere, e.g. a bag)"),
     LaunchArgument("run_face_mesh", "true", "start the face-mesh node"),
     LaunchArgument("run_emotion", "true", "start the LSTM emotion node (/emotion)"),
@@ -99,6 +102,8 @@ def plan(args: dict[str, str], default_params_file: str) -> list[NodeLaunch]:
         overrides["camera"]["loop"] = _true(a["loop"])
     if _true(a["debug_image"]):
         overrides["face_mesh"]["publish_debug_image"] = True
+    if _true(a["appearance"]):
+        overrides["face_mesh"]["appearance"] = True
     for n in NODES:
         if n.managed:
             overrides[n.name]["autostart"] = _true(a["autostart"])

@@ -104,6 +104,7 @@ CASES = [
     {"camera": "0"},
     {"video": "/tmp/clip.mp4", "loop": "false", "debug_image": "true"},
     {"run_camera": "false", "run_monitor": "true"},
+    {"appearance": "true"},
 ]
 
 
@@ -147,6 +148,10 @@ def test_plan_arguments():
     assert set(plan) == {"camera", "face_mesh", "emotion", "facephi", "hri_bridge"}
     assert all(plan[n].overrides["autostart"] is False for n in ("camera", "face_mesh", "emotion", "facephi"))
     assert "autostart" not in plan["hri_bridge"].overrides
+    assert "appearance" not in plan["face_mesh"].overrides  # off unless asked
+    plan = {n.name: n for n in launch_spec.plan({"appearance": "true"}, "x.yaml")}
+    assert plan["face_mesh"].overrides["appearance"] is True
+    assert all("appearance" not in plan[n].overrides for n in plan if n != "face_mesh")
     with pytest.raises(ValueError, match="unknown launch argument"):
         launch_spec.plan({"camra": "0"}, "x.yaml")
 

@@ -10,6 +10,12 @@
    reported too).
 
     python -m training.eval_stream      # -> docs/results/lstm_stream.json, timeline plots
+    python -m training.eval_stream --hybrid   # appearance mode -> docs/results/appearance_stream.json
+
+With --hybrid every face also carries its appearance vector (the face-mesh node's appearance
+mode): on the videos the aligned crop of each frame is cut and embedded as the node does; on the
+labelled streams each face carries the vector of its image's original rendering (build_appearance).
+The estimators are then the hybrid LSTM and the hybrid per-frame model.
 """
 from __future__ import annotations
 
@@ -43,7 +49,7 @@ ARGMAX = LabelRuleConfig(0.0, 0.0, 0.0)
 VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov"]
 
 
-def video_labels(path: Path, estimators: dict) -> tuple[dict, list[float], float]:
+def video_labels(path: Path, estimators: dict, appearance=None) -> tuple[dict, list[float], float]:
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     tracker = FaceTracker()
@@ -56,9 +62,13 @@ def video_labels(path: Path, estimators: dict) -> tuple[dict, list[float], float
             if not ok:
                 break
             t = k / fps
-            faces = lm.detect(cv2.cvtColor(f, cv2.COLOR_BGR2RGB), int(t * 1000))
+            rgb = cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
+            faces = lm.detect(rgb, int(t * 1000))
             ids, _ = tracker.update([x.bbox for x in faces], [x.landmarks for x in faces], t)
             inp = [(i, x.landmarks, x.blendshapes, x.matrix) for i, x in zip(ids, faces) if i][:1]
+            if appearance is not None and inp:
+                emb, logits = appearance(rgb, [inp[0][1]])
+                inp = [inp[0] + (np.concatenate([emb[0], logits[0]]), appearance.classes)]
             h, w = f.shape[:2]
             for name, est in estimators.items():
                 out = est.update(inp, w, h, t, now=t)
@@ -96,7 +106,7 @@ def labelled_stream(split, n_segments: int, hold_frames: int, seed: int, pool: n
     lm_all = np.concatenate(frames_lm) * np.array([1.0, -1.0, -1.0], np.float32)  # back to image axes
     truth = np.repeat(split.labels[order], hold_frames)
     changes = [k * hold_frames for k in range(1, n_segments)]
-    return lm_all, np.concatenate(frames_bs), truth, changes
+    return lm_all, np.concatenate(frames_bs), truth, changes, np.repeat(np.array(order), hold_frames)
 
 
 def followed_changes(pred, truth, changes, hold: int) -> list[bool]:
@@ -134,11 +144,25 @@ def main(argv=None) -> int:
     ap.add_argument("--segments", type=int, default=200)
     ap.add_argument("--hold", type=float, default=3.0, help="seconds each face is held")
     ap.add_argument("--rate", type=float, default=30.0)
-    ap.add_argument("--out", type=Path, default=Path("docs/results/lstm_stream.json"))
+    ap.add_argument("--out", type=Path, default=None, help="default: docs/results/lstm_stream.json "
+                    "(--hybrid: docs/results/appearance_stream.json)")
+    ap.add_argument("--hybrid", action="store_true", help="appearance mode: faces carry appearance vectors")
     a = ap.parse_args(argv)
+    a.out = a.out or Path("docs/results/appearance_stream.json" if a.hybrid else "docs/results/lstm_stream.json")
     torch.set_num_threads(2)
+    appearance, app_test = None, None
+    if a.hybrid:
+        from facephi_ros.appearance.model import AppearanceModel
+
+        appearance = AppearanceModel()
 
     def estimators():  # the LSTM with the shipped label rule, the same without it, the per-frame model's argmax
+        if a.hybrid:  # the same three, the hybrid models answering for faces with a vector
+            hyb, hyb_frame = a.lstm.parent / f"lstm_hybrid_{a.lstm.name.split('_')[-1]}", \
+                a.frame.parent / f"frame_hybrid_{a.frame.name.split('_')[-1]}"
+            return {"lstm": EmotionEstimator(a.lstm, hybrid_dir=hyb),
+                    "lstm_argmax": EmotionEstimator(a.lstm, label_rule=ARGMAX, hybrid_dir=hyb),
+                    "per_frame": EmotionEstimator(a.frame, label_rule=ARGMAX, hybrid_dir=hyb_frame)}
         return {"lstm": EmotionEstimator(a.lstm), "lstm_argmax": EmotionEstimator(a.lstm, label_rule=ARGMAX),
                 "per_frame": EmotionEstimator(a.frame, label_rule=ARGMAX)}
 
@@ -146,7 +170,7 @@ def main(argv=None) -> int:
     videos, flips = {}, {"lstm": [], "lstm_argmax": [], "per_frame": []}
     total_s = 0.0
     for name in tqdm(VIDEOS, desc="videos"):
-        labels, times, dur = video_labels(a.data / "faces" / name, estimators())
+        labels, times, dur = video_labels(a.data / "faces" / name, estimators(), appearance)
         if len(times) < 2:
             continue
         span = times[-1] - times[0]
@@ -167,14 +191,19 @@ def main(argv=None) -> int:
     # 2. labelled streams with known change points
     split = load_split(a.features, "test", EmotionEstimator(a.lstm).classes)
     hold = int(round(a.hold * a.rate))
-    lm, bs, truth, changes = labelled_stream(split, a.segments, hold, seed=7)
+    lm, bs, truth, changes, shown = labelled_stream(split, a.segments, hold, seed=7)
+    if a.hybrid:
+        from facephi_ros.data.feature_files import load_appearance
+
+        app_test = load_appearance(a.features, "test", split.paths)[0][:, 0]  # the original rendering's
     ests = estimators()
     classes = ests["lstm"].classes
     preds = {k: [] for k in ests}
     times = [k / a.rate for k in range(len(truth))]
     for k in tqdm(range(len(truth)), desc="labelled stream"):
         for name, est in ests.items():
-            out = est.update([(1, lm[k], bs[k], np.eye(4))], 1.0, 1.0, times[k], now=times[k])
+            face = (1, lm[k], bs[k], np.eye(4)) + ((app_test[shown[k]], appearance.classes) if a.hybrid else ())
+            out = est.update([face], 1.0, 1.0, times[k], now=times[k])
             preds[name].append(classes.index(out[0].label))
     # the label rule is scored on the changes the LSTM's own argmax follows; the others on their own
     reference = {"lstm": followed_changes(preds["lstm_argmax"], truth, changes, hold)}
@@ -201,6 +230,7 @@ def main(argv=None) -> int:
         "labelled_stream": {"segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate,
                             "true_flips_per_min": round(label_flips_per_minute(list(truth), times), 2),
                             **{k: v for k, v in react.items()}},
+        "models": {k: (e.hybrid_name if a.hybrid else e.name) for k, e in ests.items()},
         "command": command_line("python -m training.eval_stream", argv),
     }
     write_result(a.out, res)

@@ -40,10 +40,12 @@ def feature_kwargs(fc: FeatureConfig) -> dict:
 
 @torch.no_grad()
 def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window: int, seed: int = 123,
-                 batch: int = 512, view_found: torch.Tensor | None = None) -> np.ndarray:
+                 batch: int = 512, view_found: torch.Tensor | None = None,
+                 appearance: torch.Tensor | None = None) -> np.ndarray:
     """Class probabilities after `window` frames of a camera-like stream of each still face
     (window=1 and a per-frame model: the clean single frame). With views (lm (N, V, 478, 3),
-    bs (N, V, 52), view_found (N, V)), every frame of the stream is one of the image's views."""
+    bs (N, V, 52), view_found (N, V)), every frame of the stream is one of the image's views.
+    appearance: the hybrid model's appearance vectors, (N, A) with one frame, (N, V, A) with views."""
     model.eval()
     if window == 1 and lm.dim() == 4:
         raise ValueError("a single clean frame has no views: pass the original view's features")
@@ -55,9 +57,11 @@ def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window:
         idx = torch.arange(i, min(i + batch, len(lm)))
         if window == 1:
             x = assemble(lm[idx][:, None], bs[idx][:, None], **fk)
+            if appearance is not None:
+                x = torch.cat([x, appearance[idx][:, None].float()], -1)
         else:
             x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen,
-                                  view_found=view_found, **fk)
+                                  view_found=view_found, appearance=appearance, **fk)
         out.append(torch.softmax(model(x.to(dev))[:, -1], -1).cpu())
     return torch.cat(out).numpy()
 
@@ -90,14 +94,31 @@ def holdout(found: np.ndarray, found_any: np.ndarray, fraction: float, rng: np.r
     return np.setdiff1d(np.nonzero(found_any)[0], val_idx), val_idx
 
 
+def teacher_holdout(features_dir, data) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) image indices where validation is the pixel teacher's own held-out
+    share of the training split (train_pixel_teacher's stratified 10%, seed 0) with a face in the
+    original rendering: the hybrid model reads the teacher's output, which is better on the
+    images the teacher trained on, so only those it never saw tell how the hybrid will do."""
+    from training.train_pixel_teacher import stratified_split
+
+    full = np.load(Path(features_dir) / "train.npz")
+    _, val_full = stratified_split(full["labels"].astype(np.int64), 0.1, 0)
+    val_paths = {str(p) for p in full["paths"][val_full]}
+    in_val = np.array([str(p) in val_paths for p in data.paths])
+    return np.nonzero(data.found_any & ~in_val)[0], np.nonzero(data.found & in_val)[0]
+
+
 @torch.no_grad()
-def input_stats(lm: torch.Tensor, bs: torch.Tensor, view_found: torch.Tensor | None, fk: dict) -> tuple:
+def input_stats(lm: torch.Tensor, bs: torch.Tensor, view_found: torch.Tensor | None, fk: dict,
+                appearance: torch.Tensor | None = None) -> tuple:
     """Per-feature mean and standard deviation of the frames training draws from: every found
-    view (lm (N, V, 478, 3)) or the one rendering (lm (N, 478, 3))."""
+    view (lm (N, V, 478, 3)) or the one rendering (lm (N, 478, 3)); appearance vectors appended."""
     s = s2 = None
     n = 0
     for i in range(0, len(lm), 2048):
         x = assemble(lm[i:i + 2048], bs[i:i + 2048], **fk).double()
+        if appearance is not None:
+            x = torch.cat([x, appearance[i:i + 2048].double()], -1)
         if view_found is not None:
             x = x[view_found[i:i + 2048]]
         s = x.sum(0) if s is None else s + x.sum(0)
@@ -140,13 +161,28 @@ def main(argv=None) -> int:
 
     views = bool(cfg.get("views", False))  # frames drawn from build_dataset --views renderings
     data = load_split(cfg["features_dir"], "train", cfg["classes"], views=views)
-    tr_idx, val_idx = holdout(data.found, data.found_any, tc["val_fraction"], rng)
+    if tc.get("val_split") == "teacher_holdout":  # the images the pixel teacher never trained on
+        tr_idx, val_idx = teacher_holdout(cfg["features_dir"], data)
+    else:
+        tr_idx, val_idx = holdout(data.found, data.found_any, tc["val_fraction"], rng)
     lm = torch.from_numpy(data.view_landmarks if views else data.norm_landmarks)
     bs = torch.from_numpy(data.view_blendshapes if views else data.blendshapes)
     vf = torch.from_numpy(data.view_found) if views else None
+    app, app_info = None, {}
+    if cfg.get("appearance"):  # the hybrid model: the teacher's vector of each rendering's aligned crop
+        if not views:
+            raise SystemExit("the hybrid model needs views: true (appearance vectors come per rendering)")
+        from facephi_ros.data.feature_files import load_appearance
+
+        arr, app_info = load_appearance(cfg["features_dir"], "train", data.paths)
+        app = torch.from_numpy(arr)
+        print(f"hybrid: {arr.shape[-1]} appearance values per frame ({app_info['embedding_dim']} embedding + "
+              f"{len(app_info['classes'])} logits)")
     val_lm, val_bs, val_vf = lm[val_idx], bs[val_idx], vf[val_idx] if views else None
+    val_app = app[val_idx] if app is not None else None
     if a.per_frame and views:  # the per-frame baseline is validated on the single clean frame
         val_lm, val_bs, val_vf = val_lm[:, 0], val_bs[:, 0], None
+        val_app = val_app[:, 0] if val_app is not None else None
     y = torch.from_numpy(data.labels.astype(np.int64))
     image_index = torch.arange(len(y))  # sequences report which image each frame shows
     teacher = None
@@ -161,14 +197,17 @@ def main(argv=None) -> int:
     weights = (counts.sum() / np.maximum(counts, 1)) ** tc["class_weight_power"]
     weights = torch.tensor(weights / weights.mean() if weights.mean() else weights, dtype=torch.float32)
 
+    appearance = {"embedding_dim": app_info["embedding_dim"], "classes": app_info["classes"],
+                  "teacher": app_info.get("teacher", ""), "crop": app_info.get("crop", "")} if app is not None else {}
     mcfg = LSTMConfig(classes=classes, features=FeatureConfig(**cfg["features"]).to_dict(), temporal=not a.per_frame,
-                      **cfg["model"])
+                      appearance=appearance, **cfg["model"])
     if a.per_frame:
         mcfg.window = 1
     model = EmotionLSTM(mcfg)
     fk = feature_kwargs(mcfg.feature_config)
     if mcfg.input_norm == "zscore":  # per-feature statistics of the training frames (every found view)
-        mean, std = input_stats(lm[tr_idx], bs[tr_idx], vf[tr_idx] if views else None, fk)
+        mean, std = input_stats(lm[tr_idx], bs[tr_idx], vf[tr_idx] if views else None, fk,
+                                app[tr_idx] if app is not None else None)
         model.encoder[0].set_stats(mean, std)
     # the LSTM may start from the trained per-frame model (train.init_from) and then fine-tune
     # with train.finetune's epochs and peak learning rate
@@ -219,7 +258,7 @@ def main(argv=None) -> int:
         for s in bar:
             anchors = perm[s * tc["batch_size"]:(s + 1) * tc["batch_size"]]
             partners = tr_t[torch.randint(len(tr_t), (len(anchors),), generator=gen)]
-            x, src = make_sequences(lm, bs, image_index, anchors, partners, T, aug, gen, view_found=vf, **fk)
+            x, src = make_sequences(lm, bs, image_index, anchors, partners, T, aug, gen, view_found=vf, appearance=app, **fk)
             logits = model(x.to(dev))
             loss = loss_fn(logits.reshape(-1, C), src.reshape(-1))
             opt.zero_grad()
@@ -231,7 +270,7 @@ def main(argv=None) -> int:
             total += loss.item() * len(anchors)
             n += len(anchors)
             bar.set_postfix(loss=f"{total / n:.3f}")
-        probs = stream_probs(model, val_lm, val_bs, mcfg.window, view_found=val_vf)
+        probs = stream_probs(model, val_lm, val_bs, mcfg.window, view_found=val_vf, appearance=val_app)
         rep = classification_report(data.labels[val_idx], probs.argmax(1), classes)
         score = rep["accuracy"] + rep["macro_f1"]
         history.append({"epoch": epoch + 1, "loss": round(total / n, 4), "val_acc": round(rep["accuracy"], 4),

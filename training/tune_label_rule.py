@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     _, val_idx = holdout(split.found, split.found_any, tc.get("val_fraction", 0.1),
                          np.random.default_rng(tc.get("seed", 0)))
     hold = int(round(a.hold * a.rate))
-    lm, bs, truth, changes = labelled_stream(split, a.segments, hold, seed=11, pool=val_idx[split.found[val_idx]])
+    lm, bs, truth, changes, _ = labelled_stream(split, a.segments, hold, seed=11, pool=val_idx[split.found[val_idx]])
     times = np.arange(len(truth)) / a.rate
     probs = np.stack([est.update([(1, lm[k], bs[k], np.eye(4))], 1.0, 1.0, times[k], now=times[k])[0].probs
                       for k in tqdm(range(len(truth)), desc="validation stream")])

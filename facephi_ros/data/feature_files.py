@@ -67,3 +67,21 @@ def load_split(features_dir: str | Path, split: str, classes: list[str] | None =
         out.view_landmarks = np.concatenate([norm[:, None], vnorm], 1)
         out.view_blendshapes = np.concatenate([out.blendshapes[:, None], v["blendshapes"][keep]], 1)
     return out
+
+
+def load_appearance(features_dir: str | Path, split: str, paths: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(appearance vectors (N, V, E + C) float32: the teacher's embedding then its logits per
+    rendering, in the order of `paths`; the file's provenance with its classes and embedding size)
+    from `split`_appearance.npz (python -m training.build_appearance)."""
+    path = Path(features_dir) / f"{split}_appearance.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run `python -m training.build_appearance --features {features_dir}`")
+    d = np.load(path)
+    row = {str(p): i for i, p in enumerate(d["paths"])}
+    missing = [str(p) for p in paths if str(p) not in row]
+    if missing:
+        raise ValueError(f"{path} lacks {len(missing)} images of the feature file (first: {missing[0]}): rebuild it")
+    sel = np.array([row[str(p)] for p in paths], np.int64)
+    emb, logits = d["embedding"][sel].astype(np.float32), d["logits"][sel].astype(np.float32)
+    info = {**json.loads(str(d["provenance"])), "classes": [str(c) for c in d["classes"]], "embedding_dim": emb.shape[-1]}
+    return np.concatenate([emb, logits], -1), info

@@ -43,6 +43,9 @@ class SequenceAugment:
     blendshape_noise: float = 0.03
     p_hold: float = 0.08
     p_mirror: float = 0.5
+    # hybrid model: share of sequences whose appearance vectors are all zero (modality dropout:
+    # the model must also read the landmarks, not lean on the teacher's vector alone)
+    p_drop_appearance: float = 0.0
 
 
 def mirror_normalized_landmarks(lm: torch.Tensor) -> torch.Tensor:
@@ -85,15 +88,24 @@ def realign(lm: torch.Tensor) -> torch.Tensor:
 def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
                    partners: torch.Tensor, T: int, aug: SequenceAugment, gen: torch.Generator | None = None,
                    landmark_index: torch.Tensor | None = None, landmark_dims: int = 3, use_landmarks: bool = True,
-                   use_blendshapes: bool = True, view_found: torch.Tensor | None = None):
+                   use_blendshapes: bool = True, view_found: torch.Tensor | None = None,
+                   appearance: torch.Tensor | None = None):
     """Features (B, T, D) and per-frame labels (B, T) for anchor images `anchors` that may switch
     to `partners`. lm: (N, 478, 3) normalised landmarks, bs: (N, 52), labels: (N,); or with views
-    lm (N, V, 478, 3), bs (N, V, 52) and view_found (N, V) (all views usable when None)."""
+    lm (N, V, 478, 3), bs (N, V, 52) and view_found (N, V) (all views usable when None).
+    appearance (views only): (N, V, A) appearance vectors of each rendering (the hybrid model's),
+    appended to each frame's features; a frame's vector is its rendering's own, blended like the
+    blendshapes during a transition."""
     B = anchors.numel()
+    if appearance is not None and (lm.dim() != 4 or aug.p_mirror > 0):
+        raise ValueError("appearance vectors come per rendering and cannot be mirrored: pass views "
+                         "(lm of shape (N, V, 478, 3)) and p_mirror 0")
     if lm.dim() == 4:
         va, vb = _pick_views(view_found, lm.shape[1], anchors, T, gen), _pick_views(view_found, lm.shape[1], partners, T, gen)
         la, lb = lm[anchors[:, None], va], lm[partners[:, None], vb]  # (B, T, 478, 3)
         ba, bb = bs[anchors[:, None], va], bs[partners[:, None], vb]
+        if appearance is not None:
+            aa, ab = appearance[anchors[:, None], va].float(), appearance[partners[:, None], vb].float()
     else:
         la, lb = lm[anchors][:, None].expand(B, T, *lm.shape[1:]), lm[partners][:, None].expand(B, T, *lm.shape[1:])
         ba, bb = bs[anchors][:, None].expand(B, T, bs.shape[-1]), bs[partners][:, None].expand(B, T, bs.shape[-1])
@@ -111,6 +123,10 @@ def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anc
     y = torch.where(alpha > 0.5, labels[partners][:, None], labels[anchors][:, None])
     frames_lm = (1 - alpha)[..., None, None] * la + alpha[..., None, None] * lb  # (B, T, 478, 3)
     frames_bs = (1 - alpha)[..., None] * ba + alpha[..., None] * bb
+    frames_app = (1 - alpha)[..., None] * aa + alpha[..., None] * ab if appearance is not None else None
+    if frames_app is not None and aug.p_drop_appearance > 0:
+        keep = torch.rand(B, generator=gen) >= aug.p_drop_appearance
+        frames_app = frames_app * keep[:, None, None]
     # residual pose: per-sequence offset + per-frame jitter
     r_off = random_rotation(B, aug.rot_offset_deg, gen)
     r_jit = random_rotation(B * T, aug.rot_jitter_deg, gen).view(B, T, 3, 3)
@@ -130,8 +146,11 @@ def make_sequences(lm: torch.Tensor, bs: torch.Tensor, labels: torch.Tensor, anc
         idx = torch.cummax(idx, dim=1).values
         frames_lm = torch.gather(frames_lm, 1, idx[..., None, None].expand_as(frames_lm))
         frames_bs = torch.gather(frames_bs, 1, idx[..., None].expand_as(frames_bs))
+        if frames_app is not None:
+            frames_app = torch.gather(frames_app, 1, idx[..., None].expand_as(frames_app))
         y = torch.gather(y, 1, idx)
-    return assemble(frames_lm, frames_bs, landmark_index, landmark_dims, use_landmarks, use_blendshapes), y
+    x = assemble(frames_lm, frames_bs, landmark_index, landmark_dims, use_landmarks, use_blendshapes)
+    return (x if frames_app is None else torch.cat([x, frames_app], -1)), y
 
 
 def pick_found_views(found: torch.Tensor, gen) -> torch.Tensor:

@@ -38,10 +38,20 @@ class LSTMConfig:
     # input normalisation: "zscore" = per-feature standardisation with training-split statistics
     # (buffers saved with the weights); "layernorm" = a LayerNorm over each frame (the first models)
     input_norm: str = "layernorm"
+    # the hybrid model's appearance input, appended to each frame's landmark features: {} for a
+    # landmark-only model; else {"embedding_dim": E, "classes": [...], "teacher": ...}: the
+    # pixel teacher's embedding (E values) then its logits (one per class), as the face-mesh node
+    # publishes them in appearance mode (FaceLandmarks.appearance_embedding / appearance_logits)
+    appearance: dict = field(default_factory=dict)
 
     @property
     def feature_config(self) -> FeatureConfig:
         return FeatureConfig.from_dict(self.features)
+
+    @property
+    def appearance_dim(self) -> int:
+        a = self.appearance or {}
+        return int(a.get("embedding_dim", 0)) + len(a.get("classes", [])) if a else 0
 
 
 class Standardize(nn.Module):
@@ -73,7 +83,7 @@ class EmotionLSTM(nn.Module):
     def __init__(self, cfg: LSTMConfig):
         super().__init__()
         self.cfg = cfg
-        d = cfg.feature_config.dim
+        d = cfg.feature_config.dim + cfg.appearance_dim
         if cfg.input_norm not in ("zscore", "layernorm"):
             raise ValueError(f"input_norm must be 'zscore' or 'layernorm', got {cfg.input_norm!r}")
         self.encoder = nn.Sequential(

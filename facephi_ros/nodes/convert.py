@@ -35,6 +35,29 @@ def face_to_msg(face: FaceMesh, face_id: int, score: float, header, width: int, 
     return m
 
 
+def set_appearance(m: FaceLandmarks, embedding: np.ndarray, logits: np.ndarray, classes) -> FaceLandmarks:
+    """Fill the appearance-mode fields of a FaceLandmarks (numbers only)."""
+    m.appearance_embedding = array.array("f", np.ascontiguousarray(embedding, np.float32).tobytes())
+    m.appearance_logits = array.array("f", np.ascontiguousarray(logits, np.float32).tobytes())
+    m.appearance_classes = list(classes)
+    return m
+
+
+def msg_appearance(m: FaceLandmarks) -> tuple[np.ndarray, list[str]] | None:
+    """(embedding then logits as one float32 vector, the logits' classes) of a face in appearance
+    mode, None when the message carries none; MessageError for NaN/inf or logits that do not
+    match their class list."""
+    if not len(m.appearance_embedding):
+        return None
+    emb = np.asarray(m.appearance_embedding, np.float32)
+    logits = np.asarray(m.appearance_logits, np.float32)
+    if logits.size != len(m.appearance_classes):
+        raise MessageError(f"face {m.face_id}: {logits.size} appearance logits for {len(m.appearance_classes)} classes")
+    if not (np.isfinite(emb).all() and np.isfinite(logits).all()):
+        raise MessageError(f"face {m.face_id}: NaN or inf in the appearance vector")
+    return np.concatenate([emb, logits]), list(m.appearance_classes)
+
+
 def msg_to_arrays(m: FaceLandmarks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(landmarks (478, 3), blendshapes (52,), matrix (4, 4)) with validation: MessageError on
     wrong lengths or non-finite values."""

@@ -1,7 +1,10 @@
 """emotion node: FaceLandmarksArray -> temporal LSTM per tracked face -> EmotionEstimate on /emotion.
 
-Parameters: model_dir ('' = the shipped models/lstm_fer7), window (0 = the model's), forget_after
-(s), max_faces, expect_classes (empty = accept the model's). One estimate per face per
+Parameters: model_dir ('' = the shipped models/lstm_fer7), hybrid_model_dir ('' = the shipped
+hybrid model with the same classes, 'none' = no hybrid), window (0 = the model's), forget_after
+(s), max_faces, expect_classes (empty = accept the model's). Faces that carry an appearance vector
+(the face-mesh node's appearance mode) are estimated by the hybrid model, the others by the
+landmark model; each estimate's `model` field names the one used. One estimate per face per
 processed frame, stamped with the frame's stamp. Bad faces (wrong lengths, NaN/inf,
 out-of-order or duplicate stamps) are skipped with one log line and a /diagnostics counter.
 """
@@ -23,7 +26,7 @@ from .common import (
     reliable_qos,
     run_node,
 )
-from .convert import MessageError, make_estimate, msg_to_arrays
+from .convert import MessageError, make_estimate, msg_appearance, msg_to_arrays
 
 
 RULE = LabelRuleConfig()  # the shipped label rule's defaults
@@ -35,7 +38,7 @@ class EmotionNode(ManagedNode):
     every face's window, cleanup frees the model."""
 
     def __init__(self, **kwargs):
-        super().__init__("emotion", {"model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
+        super().__init__("emotion", {"model_dir": "", "hybrid_model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
                                      "expect_classes": [""], "label_margin": RULE.margin, "label_hold_s": RULE.hold_s,
                                      "label_smooth_s": RULE.smooth_s}, **kwargs)
         self.est = self.pub = self.sub = self.timer = None
@@ -52,11 +55,12 @@ class EmotionNode(ManagedNode):
             raise StartupError(str(e)) from None
         try:
             self.est = EmotionEstimator(p["model_dir"] or None, p["window"] or None, p["forget_after"], p["max_faces"],
-                                        expect or None, label_rule=rule)
+                                        expect or None, label_rule=rule, hybrid_dir=p["hybrid_model_dir"] or None)
         except ModelFileError as e:
             raise StartupError(str(e)) from None
         self.pub = self.create_lifecycle_publisher(EmotionEstimate, EMOTION_TOPIC, reliable_qos(50))
-        self.get_logger().info(f"emotion model {self.est.name}: classes {self.est.classes}, window {self.est.window} frames")
+        hybrid = f"hybrid model {self.est.hybrid_name} for faces with appearance vectors" if self.est.hybrid else "no hybrid model"
+        self.get_logger().info(f"emotion model {self.est.name}: classes {self.est.classes}, window {self.est.window} frames; {hybrid}")
 
     def activate(self) -> None:
         self.sub = self.create_subscription(FaceLandmarksArray, FACES_TOPIC, self._on_faces, reliable_qos())
@@ -99,11 +103,20 @@ class EmotionNode(ManagedNode):
             except MessageError as e:
                 self.bad_input("bad_faces", f"face skipped: {e}")
                 continue
+            try:
+                app = msg_appearance(f)
+            except MessageError as e:
+                self.bad_input("bad_appearance", f"appearance vector ignored: {e}")
+                app = None
             seen.add(f.face_id)
-            faces.append((f.face_id, lm, bs, mat))
+            faces.append((f.face_id, lm, bs, mat) + ((app[0], app[1]) if app is not None else ()))
         w, h = max(msg.image_width, 1), max(msg.image_height, 1)
-        for e in self.est.update(faces, w, h, t):
-            self.pub.publish(make_estimate(msg.header, e.face_id, self.est.name, self.est.classes, e.probs, e.valence,
+        estimates = self.est.update(faces, w, h, t)
+        if self.est.appearance_mismatch:
+            self.bad_input("appearance_mismatch", self.est.appearance_mismatch)
+            self.est.appearance_mismatch = None
+        for e in estimates:
+            self.pub.publish(make_estimate(msg.header, e.face_id, e.model, self.est.classes, e.probs, e.valence,
                                            e.arousal, "", e.window_frames, label=e.label))
         self.diag.count("frames")
         self.diag.count("estimates", len(faces))

@@ -11,6 +11,11 @@ frames replaced before they were processed are counted as dropped. Publishes
 /facephi/faces (FaceLandmarksArray, one per processed frame, also when empty), /diagnostics,
 and /facephi/debug_image (mesh drawn) only when publish_debug_image is true: no other pixels
 leave this node.
+
+appearance: true (off by default) is the opt-in accuracy mode: for each tracked face the node
+cuts an eye-aligned grey crop from the frame it holds and runs the pixel teacher on it
+(facephi_ros/appearance), adding the embedding and class logits to the face's FaceLandmarks as
+numbers. The crop stays in the node. With the mode off the network is never imported or loaded.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from .common import (
     reliable_qos,
     run_node,
 )
-from .convert import face_to_msg, make_array
+from .convert import face_to_msg, make_array, set_appearance
 from .latest import LatestSlot
 
 # A stamp more than this far behind the previous one is a time reset (a bag or video that
@@ -58,8 +63,9 @@ class FaceMeshNode(ManagedNode):
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
             "multi_face": True, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
-            "confirm_confidence": 0.65,
+            "confirm_confidence": 0.65, "appearance": False, "appearance_model": "", "appearance_threads": 2,
         }, **kwargs)
+        self.appearance = None
         self.landmarker: Landmarker | None = None
         self.pub = self.debug_pub = self.sub = None
         self._worker: threading.Thread | None = None
@@ -77,6 +83,8 @@ class FaceMeshNode(ManagedNode):
             self._multi_config().check()
         except ValueError as e:
             raise StartupError(str(e)) from None
+        if p["appearance"]:
+            self.appearance = self._load_appearance()
         self.landmarker = self._make_landmarker()  # AssetError: one line, the transition fails
         self.tracker = FaceTracker(max_missed=p["max_missed_frames"], min_hits=p["min_hits"])
         self.pub = self.create_lifecycle_publisher(FaceLandmarksArray, FACES_TOPIC, reliable_qos())
@@ -84,8 +92,23 @@ class FaceMeshNode(ManagedNode):
             self.debug_pub = self.create_lifecycle_publisher(Image, DEBUG_IMAGE_TOPIC, SENSOR_QOS)
         finder = (f"tiled detector every {p['detect_period_s']} s, faces from {p['min_face_px']} px" if p["multi_face"]
                   else "the landmarker's own short-range detector")
-        self.get_logger().info(f"face mesh ready: up to {p['num_faces']} faces, {finder}, debug image "
+        mode = "appearance mode (face crops -> appearance vectors)" if self.appearance else "landmarks only"
+        self.get_logger().info(f"face mesh ready: up to {p['num_faces']} faces, {finder}, {mode}, debug image "
                                f"{'on' if self.debug_pub else 'off'}")
+
+    def _load_appearance(self):
+        if self.p["appearance_threads"] < 1:
+            raise StartupError(f"appearance_threads must be >= 1, got {self.p['appearance_threads']}")
+        import torch
+
+        from ..appearance.model import AppearanceModel
+        from ..models.lstm import ModelFileError
+
+        torch.set_num_threads(int(self.p["appearance_threads"]))
+        try:
+            return AppearanceModel(self.p["appearance_model"] or None)
+        except ModelFileError as e:
+            raise StartupError(f"appearance mode: {e}") from None
 
     def activate(self) -> None:
         self.slot = LatestSlot()
@@ -111,6 +134,7 @@ class FaceMeshNode(ManagedNode):
         if self.landmarker is not None:
             self.landmarker.close()
             self.landmarker = None
+        self.appearance = None
         for pub in (self.pub, self.debug_pub):
             if pub is not None:
                 self.destroy_lifecycle_publisher(pub)
@@ -171,7 +195,14 @@ class FaceMeshNode(ManagedNode):
         self._last_ts_ms = ts_ms
         faces = self.landmarker.detect(rgb, ts_ms if self.p["video_mode"] or self.p["multi_face"] else None)
         ids, scores = self.tracker.update([f.bbox for f in faces], [f.landmarks for f in faces], ts_ms / 1000.0)
-        out = [face_to_msg(f, i, s, msg.header, msg.width, msg.height) for f, i, s in zip(faces, ids, scores) if i]
+        kept = [(f, i, s) for f, i, s in zip(faces, ids, scores) if i]
+        out = [face_to_msg(f, i, s, msg.header, msg.width, msg.height) for f, i, s in kept]
+        if self.appearance is not None and kept:
+            t1 = time.perf_counter()
+            emb, logits = self.appearance(rgb, [f.landmarks for f, _, _ in kept])
+            for m, e, lg in zip(out, emb, logits):
+                set_appearance(m, e, lg, self.appearance.classes)
+            self.diag.set("appearance_ms_per_face", round(1000 * (time.perf_counter() - t1) / len(kept), 2))
         dropped = self.slot.dropped - self._dropped_reported
         self._dropped_reported = self.slot.dropped
         dt = time.perf_counter() - t0
