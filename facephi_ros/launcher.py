@@ -145,7 +145,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], argparse.Namespace]:
     ap.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     ap.add_argument("--print-plan", action="store_true", help="print the commands and exit")
     ap.add_argument("args", nargs="*", metavar="name:=value")
-    ns = ap.parse_args(argv)
+    ns = ap.parse_intermixed_args(argv)  # launch arguments may come before and after the options
     values = {}
     for item in ns.args:
         if ":=" not in item:

@@ -156,6 +156,16 @@ def test_plan_arguments():
         launch_spec.plan({"camra": "0"}, "x.yaml")
 
 
+def test_launcher_takes_launch_arguments_before_and_after_its_options():
+    """scripts/run.sh puts run_monitor:=true first and passes the user's words after it, e.g.
+    `--duration 30 appearance:=true`: arguments on both sides of an option reach the plan."""
+    out = subprocess.run([sys.executable, "-m", "facephi_ros.launcher", "run_monitor:=true", "--print-plan",
+                          "appearance:=true"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = {ln.split("__node:=")[1].split()[0]: ln for ln in out.stdout.splitlines() if "__node:=" in ln}
+    assert "'appearance': True" in lines["face_mesh"] and "monitor" in lines, out.stdout
+
+
 def _stop(proc, reader, timeout: float = 40.0) -> str:
     proc.send_signal(signal.SIGINT)
     return reader.finish(timeout)

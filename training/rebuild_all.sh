@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild every shipped weight file from the labelled images (about 6.5 h on 2 CPU cores):
-# features -> face geometry -> pixel teacher (training-time only, ~90 min on one thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
+# Rebuild every shipped weight file from the labelled images (about 7 h on 2 CPU cores):
+# features -> face geometry -> pixel teacher (~90 min on one thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
+# -> appearance mode: the teacher on aligned crops, hybrid models, evaluation
 # -> FacePhi: encoder alignment (8 epochs, 45 min, then 4 more at a lower rate, 22 min), two-stage LLM training and its no-alignment ablation
 # (run side by side, one thread each, about 70 min) -> FacePhi evaluation.
 #   bash training/rebuild_all.sh [../shared/data/fer2013]
@@ -20,6 +21,14 @@ done
 $PY -m training.eval_lstm
 $PY -m training.tune_label_rule   # the published label's rule, on held-out training faces (copy it into config/facephi.yaml)
 $PY -m training.eval_stream
+# appearance mode (issue 19): the teacher's vector of every rendering's aligned crop (~13 min), the hybrid models (~21 min)
+$PY -m training.build_appearance
+for tag in fer7 fer3; do
+  $PY -m training.train_lstm --config training/configs/lstm_hybrid_$tag.yaml --per-frame
+  $PY -m training.train_lstm --config training/configs/lstm_hybrid_$tag.yaml
+done
+$PY -m training.eval_appearance   # -> docs/results/appearance.json (then python -m benchmarks.appearance_bag on an idle machine)
+$PY -m training.eval_stream --hybrid
 $PY -m training.align_encoder --out runs/encoder_8epochs
 $PY -m training.align_encoder --init runs/encoder_8epochs --epochs 4 --lr 0.0006   # -> models/facephi/encoder
 # FacePhi's projector also reads models/frame_fer7's embedding (llm.expression in its config): built above

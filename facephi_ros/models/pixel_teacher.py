@@ -4,8 +4,9 @@
         -> 4 blocks [conv3x3, BN, ReLU] x 2 (32 -> 64 -> 128 -> 256 channels, max-pool after the first 3)
         -> global average pool -> embedding (B, 256) -> dropout -> linear -> logits (B, 7)
 
-Trained on the FER2013 training pixels by `python -m training.train_pixel_teacher`. It is used at
-training time only (its soft labels are distilled into the landmark models); no node loads it. The
+Trained on the FER2013 training pixels by `python -m training.train_pixel_teacher`. Its soft labels
+are distilled into the landmark models at training time; at run time only the face-mesh node's
+opt-in appearance mode loads it (facephi_ros/appearance), on eye-aligned face crops. The
 weights are one safetensors file whose header holds the architecture and the class list; loading
 checks both and raises ModelFileError (one line) for a missing, corrupt or mismatching file.
 

@@ -23,7 +23,8 @@ from .common import (
 
 def format_estimate(e: EmotionEstimate) -> str:
     va = "" if math.isnan(e.valence) else f" (valence {e.valence:+.2f}, arousal {e.arousal:+.2f})"
-    return f"{e.label} {e.confidence:.2f}{va}"
+    mode = " [appearance]" if "hybrid" in e.model else ""  # the hybrid model answered (appearance mode)
+    return f"{e.label} {e.confidence:.2f}{va}{mode}"
 
 
 class MonitorNode(Node):
