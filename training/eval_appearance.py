@@ -86,31 +86,35 @@ def evaluate(models: Path, features: Path, tag: str, plots: Path) -> dict:
     return res
 
 
-def cnn_cost(features: Path, root: Path, n: int = 300, threads: int = 2) -> dict:
-    """ms per face of the appearance model (crop + network, batch 1, `threads` CPU threads: the
-    face-mesh node's appearance_threads) on real test renderings, and of the eager network in the
-    same run (the ratio is what the noisy machine cannot blur)."""
+def cnn_costs(features: Path, root: Path, threads=(2, 1), n: int = 300) -> list[dict]:
+    """ms per face of the appearance model (crop + network, batch 1) on real test renderings,
+    for each CPU thread count in `threads` (2: the face-mesh node's appearance_threads), and of
+    the eager network in the same run (the ratio is what the noisy machine cannot blur)."""
     from facephi_ros.appearance.model import AppearanceModel
     from facephi_ros.data.image_folder import load_for_landmarker
     from training.build_appearance import renderings_landmarks
 
-    torch.set_num_threads(threads)
     paths, found, lm, _ = renderings_landmarks(features, "test")
     rows = np.nonzero(found[:, 0])[0][:: max(1, found.shape[0] // n)][:n]
     frames = [(load_for_landmarker(str(root / str(paths[i]))), lm[i, 0]) for i in rows]
     fast, eager = AppearanceModel(), AppearanceModel(optimize=False)
-    out = {}
-    for name, m in (("optimized", fast), ("eager", eager)):
-        for img, l in frames[:20]:
-            m(img, [l])
-        ts = []
-        for img, l in frames:
-            t0 = time.perf_counter()
-            m(img, [l])
-            ts.append(time.perf_counter() - t0)
-        out[name] = round(1000 * float(np.median(ts)), 2)
-    return {"ms_per_face": out["optimized"], "ms_per_face_eager": out["eager"],
-            "ratio_optimized_to_eager": round(out["optimized"] / out["eager"], 3), "threads": threads, "faces": len(frames)}
+    results = []
+    for t in threads:
+        torch.set_num_threads(t)
+        out = {}
+        for name, m in (("optimized", fast), ("eager", eager)):
+            for img, l in frames[:20]:
+                m(img, [l])
+            ts = []
+            for img, l in frames:
+                t0 = time.perf_counter()
+                m(img, [l])
+                ts.append(time.perf_counter() - t0)
+            out[name] = round(1000 * float(np.median(ts)), 2)
+        results.append({"ms_per_face": out["optimized"], "ms_per_face_eager": out["eager"],
+                        "ratio_optimized_to_eager": round(out["optimized"] / out["eager"], 3), "threads": t,
+                        "faces": len(frames)})
+    return results
 
 
 def main(argv=None) -> int:
@@ -125,14 +129,14 @@ def main(argv=None) -> int:
 
     if a.cost_only:
         res = json.loads(a.out.read_text())
-        costs = [cnn_cost(a.features, a.root, threads=t) for t in (2, 1)]
+        costs = cnn_costs(a.features, a.root)
         res.update({"cnn_ms_per_face": costs[0]["ms_per_face"], "cnn_cost": costs[0], "cnn_cost_one_thread": costs[1]})
         write_result(a.out, res, show={k: v for k, v in res.items() if k != "details"})
         return 0
     torch.set_num_threads(2)
     r7 = evaluate(a.models, a.features, "fer7", a.out.parent)
     r3 = evaluate(a.models, a.features, "fer3", a.out.parent)
-    cost, cost1 = cnn_cost(a.features, a.root, threads=2), cnn_cost(a.features, a.root, threads=1)
+    cost, cost1 = cnn_costs(a.features, a.root)
     out = {
         "acc7": round(r7["hybrid"]["accuracy"], 4), "macro_f1_7": round(r7["hybrid"]["macro_f1"], 4),
         "acc3": round(r3["hybrid"]["accuracy"], 4), "macro_f1_3": round(r3["hybrid"]["macro_f1"], 4),

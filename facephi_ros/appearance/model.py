@@ -6,8 +6,8 @@ face crops (crop.py). Each face gets the teacher's embedding and its class logit
     emb, logits = model(rgb_frame, [landmarks_of_face_1, landmarks_of_face_2])   # (F, 256), (F, 7)
 
 For speed on a CPU the network is traced and frozen with torch.jit (batch norms folded into the
-convolutions, oneDNN kernels): the same weights, the same numbers to float rounding, about 3 ms
-a face on one core here instead of 4.3 (docs/results/appearance.json has the measured figure).
+convolutions, oneDNN kernels): the same weights, the same numbers to float rounding, in 0.6-0.9x
+the eager network's time (docs/results/appearance.json has the measured figures).
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ class AppearanceModel:
                                  f"{CROP_SIZE}x{CROP_SIZE}")
         self.classes = self.teacher.classes
         self.embedding_dim = self.teacher.cfg.embedding_dim
-        self.weights_path = Path(path) if path else None
         self.net = self._optimized() if optimize else self.teacher
 
     def _optimized(self):

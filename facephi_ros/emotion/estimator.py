@@ -53,6 +53,11 @@ class Estimate:
     model: str = ""  # the model that made it: the landmark model's name or the hybrid's
 
 
+def model_name(model, folder) -> str:
+    """The name estimates carry: 'lstm:<folder>' or 'frame:<folder>' (a per-frame model)."""
+    return f"{'lstm' if model.cfg.temporal else 'frame'}:{Path(folder).name}"
+
+
 class _State:
     __slots__ = ("hc", "count")
 
@@ -94,7 +99,7 @@ class EmotionEstimator:
         self.forget_after = forget_after
         self.max_faces = max_faces
         self.windows: OrderedDict[int, _Window] = OrderedDict()
-        self.name = f"{'lstm' if self.cfg.temporal else 'frame'}:{Path(model_dir or DEFAULT_MODEL_DIR).name}"
+        self.name = model_name(self.model, model_dir or DEFAULT_MODEL_DIR)
         self.hybrid, self.hybrid_name = self._load_hybrid(hybrid_dir)
         self.appearance_mismatch: str | None = None  # the last reason a face's vector was not used
 
@@ -115,7 +120,7 @@ class EmotionEstimator:
         model, _ = load_model(hybrid_dir, expect_features=self.features, expect_classes=self.classes)
         if not model.cfg.appearance_dim:
             raise ModelFileError(f"hybrid model {hybrid_dir} has no appearance input (a landmark-only model)")
-        return model, f"{'lstm' if model.cfg.temporal else 'frame'}:{Path(hybrid_dir).name}"
+        return model, model_name(model, hybrid_dir)
 
     def appearance_ok(self, vector: np.ndarray | None, classes: list[str] | None) -> bool:
         """Whether the hybrid model can read this appearance vector (embedding then logits of
