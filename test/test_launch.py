@@ -204,6 +204,27 @@ def test_stopped_while_starting_exits_quietly(ros, delay):
     assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
 
 
+@pytest.mark.parametrize("module", ["numpy", "torch", "facephi_ros.landmarks.tracker"])
+def test_node_interrupted_while_importing_exits_quietly(ros, module):
+    """Ctrl-C that lands at a known point inside the node's imports (Python's import-time log says
+    when `module` has finished importing, a second or more before the node's own module is done): exit 0, no
+    traceback and no "Exception ignored" from the import machinery."""
+    lib_dir, _ = package_paths()
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    proc = subprocess.Popen([str(lib_dir / "emotion_node")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, start_new_session=True)
+    out = LineReader(proc)
+    t_end = time.monotonic() + 60
+    try:
+        while not any(ln.rsplit("|", 1)[-1].strip() == module for ln in out.text.splitlines()):
+            assert time.monotonic() < t_end and proc.poll() is None, out.text[-2000:]
+            time.sleep(0.02)
+    finally:
+        text = _stop(proc, out, 30)
+    assert proc.returncode == 0, text[-3000:]
+    assert "Traceback" not in text and "Exception ignored" not in text and "KeyboardInterrupt" not in text, text[-3000:]
+
+
 def test_launcher_stops_all_when_a_node_fails(ros, tmp_path):
     bad = tmp_path / "params.yaml"
     src = yaml.safe_load((REPO / "config" / "facephi.yaml").read_text())
