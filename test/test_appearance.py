@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from facephi_ros.appearance.crop import CROP_SIZE, TEMPLATE_EYES, aligned_crop, crop_transform, eye_centres
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -65,23 +68,77 @@ def test_rotated_and_rescaled_face_gives_the_same_crop(photo):
             assert np.abs(box_crop(moved, f) - b0).mean() > 3 * diff
 
 
-def test_appearance_model_is_the_committed_teacher_on_the_crop(photo):
+def test_appearance_model_is_the_committed_network_on_the_crop(photo):
     import torch
 
     from facephi_ros.appearance.model import AppearanceModel
     from facephi_ros.models.pixel_teacher import CLASSES, preprocess
 
-    model = AppearanceModel()
+    model = AppearanceModel(precision="float")  # the int8 network: test_int8_network_is_the_float_network_quantised
     f = face_of(photo)
     emb, logits = model(photo, [f.landmarks, f.landmarks])
     assert emb.shape == (2, 256) and logits.shape == (2, 7) and emb.dtype == np.float32
     assert model.classes == CLASSES and CLASSES[int(logits[0].argmax())] == "happy"
-    with torch.no_grad():  # the optimised network gives the eager teacher's numbers
-        e_ref, l_ref = model.teacher(preprocess(aligned_crop(photo, f.landmarks)))
+    assert model.network.meta["extra"].get("fine_tuned_on")  # the appearance network, not the teacher itself
+    with torch.no_grad():  # the optimised network gives the eager network's numbers
+        e_ref, l_ref = model.network(preprocess(aligned_crop(photo, f.landmarks)))
     np.testing.assert_allclose(logits[0], l_ref[0].numpy(), atol=1e-3)
     np.testing.assert_allclose(emb[0], e_ref[0].numpy(), atol=1e-3)
     e0, l0 = model(photo, [])
     assert e0.shape == (0, 256) and l0.shape == (0, 7)
+
+
+def test_missing_or_corrupt_appearance_weights_give_one_line(tmp_path):
+    from facephi_ros.appearance.model import AppearanceModel
+    from facephi_ros.models.lstm import ModelFileError
+
+    with pytest.raises(ModelFileError, match="not found: build them with `python -m training.train_appearance`"):
+        AppearanceModel(tmp_path / "missing.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelFileError, match="corrupt") as e:
+        AppearanceModel(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_int8_network_is_the_float_network_quantised(photo, tmp_path):
+    """auto runs the committed int8 file on this x86 CPU; it gives the float network's class and
+    nearly its embedding; an int8 file beside other weights is refused, and auto falls back to
+    float (saying why) where there is none."""
+    import shutil
+
+    from facephi_ros.appearance.model import AppearanceModel, default_path
+    from facephi_ros.appearance.quantized import int8_path
+    from facephi_ros.models.lstm import ModelFileError
+
+    q, f = AppearanceModel(), AppearanceModel(precision="float")
+    assert (q.precision, f.precision) == ("int8", "float") and q.int8_note == ""
+    face = face_of(photo)
+    rng = np.random.default_rng(0)  # the photo's crop and 15 moved copies of it
+    crops = [aligned_crop(photo, face.landmarks)]
+    for _ in range(15):
+        m = cv2.getRotationMatrix2D((photo.shape[1] / 2, photo.shape[0] / 2), rng.uniform(-8, 8), rng.uniform(0.9, 1.1))
+        lm = face.landmarks.copy()
+        xy = lm[:, :2] * [photo.shape[1], photo.shape[0]]
+        xy = xy @ m[:, :2].T + m[:, 2]
+        lm[:, :2] = xy / [photo.shape[1], photo.shape[0]]
+        crops.append(aligned_crop(cv2.warpAffine(photo, m, photo.shape[1::-1]), lm))
+    (eq, lq), (ef, lf) = q.embed_crops(np.stack(crops)), f.embed_crops(np.stack(crops))
+    assert (lq.argmax(1) == lf.argmax(1)).mean() >= 0.9 and q.classes[int(lq[0].argmax())] == "happy"
+    cos = np.sum(eq * ef, 1) / (np.linalg.norm(eq, axis=1) * np.linalg.norm(ef, axis=1))
+    assert cos.min() > 0.97, cos
+    assert np.abs(lq - lf).max() > 0  # really another network, not the float one again
+
+    other = tmp_path / "appearance.safetensors"  # the teacher's weights with the appearance int8 file
+    shutil.copy(REPO / "models" / "pixel_teacher" / "pixel_teacher.safetensors", other)
+    shutil.copy(int8_path(default_path()), int8_path(other))
+    with pytest.raises(ModelFileError, match="made from other weights"):
+        AppearanceModel(other, precision="int8")
+    int8_path(other).unlink()
+    fallback = AppearanceModel(other)
+    assert fallback.precision == "float" and "no int8 file" in fallback.int8_note
+    with pytest.raises(ModelFileError, match="precision must be one of"):
+        AppearanceModel(precision="fp16")
 
 
 def test_message_fields_round_trip_and_bad_vectors_are_refused():
@@ -168,7 +225,8 @@ from facephi_ros.nodes.face_mesh_node import FaceMeshNode
 node = FaceMeshNode(parameter_overrides=[Parameter("appearance", value={on})])
 node.trigger_configure()
 print("configured", node.configured, "appearance", node.appearance is not None,
-      "torch", "torch" in sys.modules, "teacher", "facephi_ros.models.pixel_teacher" in sys.modules)
+      "torch", "torch" in sys.modules, "teacher", "facephi_ros.models.pixel_teacher" in sys.modules,
+      "precision", node.appearance.precision if node.appearance else None)
 """
 
 
@@ -178,4 +236,4 @@ def test_face_mesh_node_loads_the_network_only_in_appearance_mode(ros, on):
     even import torch or the teacher. With the mode on, configure loads them."""
     out = subprocess.run([sys.executable, "-c", LOADS.format(on=on)], capture_output=True, text=True, timeout=120)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("configured")), out.stdout + out.stderr)
-    assert line == f"configured True appearance {on} torch {on} teacher {on}", line
+    assert line == f"configured True appearance {on} torch {on} teacher {on} precision {'int8' if on else None}", line

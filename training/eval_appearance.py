@@ -4,14 +4,17 @@ the landmark-only models and the `fer` peer.
 The protocol is eval_lstm's: all 7,178 test images (4,254 for happy / sad / neutral), no face =
 wrong, each face shown as a still face to a camera: 16 frames, each one of the image's six
 renderings in which a face was found, with mild pose jitter and landmark noise (seeded). In
-appearance mode each frame also carries the pixel teacher's vector of that rendering's
-eye-aligned crop (python -m training.build_appearance). Beside the hybrid:
+appearance mode each frame also carries the appearance network's vector of that rendering's
+eye-aligned crop (python -m training.build_appearance), at the precision the node runs here
+(int8 on x86). Beside the hybrid:
   * the CNN alone on the same crops: its class scores averaged over the found renderings;
   * the landmark-only model (models/lstm_fer7, _fer3) on the same streams;
   * the hybrid's per-frame model, averaged over the renderings, and on the original one;
-  * the `fer` package's mini-Xception: 65.4% on FER2013 test (issue 18's measurement, not rerun).
+  * the `fer` package's mini-Xception: 65.4% on FER2013 test (issue 18's measurement, not rerun);
+  * the hybrid and the CNN alone with the float network's vectors (CPUs without x86 int8
+    kernels), when test_appearance_float.npz exists (build_appearance --precision float).
 Also the CNN's cost per face on this CPU (batch 1, crop cut included; two threads, the face-mesh
-node's default, and one), against the eager network in the same run.
+node's default, and one), against the float network in the same run.
 
     python -m training.eval_appearance     # -> docs/results/appearance.json + confusion plots
 """
@@ -34,13 +37,13 @@ from training.train_lstm import stream_probs
 FER_PEER_ACC7 = 0.654  # the `fer` package's mini-Xception on FER2013 test (issue 18)
 
 
-def evaluate(models: Path, features: Path, tag: str, plots: Path) -> dict:
+def evaluate(models: Path, features: Path, tag: str, plots: Path, precision_tag: str = "") -> dict:
     hybrid, _ = load_model(models / f"lstm_hybrid_{tag}")
     frame, _ = load_model(models / f"frame_hybrid_{tag}")
     landmark, _ = load_model(models / f"lstm_{tag}")
     classes = list(hybrid.cfg.classes)
     d = load_split(features, "test", classes, views=True)
-    app, info = load_appearance(features, "test", d.paths)
+    app, info = load_appearance(features, "test", d.paths, precision_tag)
     if info["classes"] != hybrid.cfg.appearance["classes"]:
         raise SystemExit(f"appearance file classes {info['classes']} differ from the model's")
     fa = d.found_any
@@ -72,13 +75,15 @@ def evaluate(models: Path, features: Path, tag: str, plots: Path) -> dict:
             frame, torch.from_numpy(d.norm_landmarks[f0]), torch.from_numpy(d.blendshapes[f0]), 1,
             appearance=torch.from_numpy(app[f0, 0]))),
     ]
-    res = {}
+    if precision_tag:  # another precision's vectors: the models that read them
+        runs = [r for r in runs if r[0] in ("hybrid", "cnn_alone")]
+    res = {"precision": info.get("precision", "float")}
     for name, found, probs in runs:
         pred = np.full(len(d.labels), -1)  # no face -> wrong
         pred[found] = probs().argmax(1)
         rep = classification_report(d.labels, pred, classes)
         res[name] = rep
-        if name in ("hybrid", "cnn_alone"):
+        if name in ("hybrid", "cnn_alone") and not precision_tag:
             plot_confusion(rep["confusion"], classes, plots / f"confusion_appearance_{name}_{tag}.png",
                            f"{name} on FER2013 test ({len(classes)} classes, n={rep['n']}, no face = wrong): "
                            f"acc {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}")
@@ -87,9 +92,10 @@ def evaluate(models: Path, features: Path, tag: str, plots: Path) -> dict:
 
 
 def cnn_costs(features: Path, root: Path, threads=(2, 1), n: int = 300) -> list[dict]:
-    """ms per face of the appearance model (crop + network, batch 1) on real test renderings,
-    for each CPU thread count in `threads` (2: the face-mesh node's appearance_threads), and of
-    the eager network in the same run (the ratio is what the noisy machine cannot blur)."""
+    """ms per face of the appearance model as the node runs it (crop + network, batch 1; int8
+    where it runs) on real test renderings, for each CPU thread count in `threads` (2: the
+    face-mesh node's appearance_threads), and of the float network in the same run (the ratio is
+    what the noisy machine cannot blur)."""
     from facephi_ros.appearance.model import AppearanceModel
     from facephi_ros.data.image_folder import load_for_landmarker
     from training.build_appearance import renderings_landmarks
@@ -97,12 +103,12 @@ def cnn_costs(features: Path, root: Path, threads=(2, 1), n: int = 300) -> list[
     paths, found, lm, _ = renderings_landmarks(features, "test")
     rows = np.nonzero(found[:, 0])[0][:: max(1, found.shape[0] // n)][:n]
     frames = [(load_for_landmarker(str(root / str(paths[i]))), lm[i, 0]) for i in rows]
-    fast, eager = AppearanceModel(), AppearanceModel(optimize=False)
+    fast, flt = AppearanceModel(), AppearanceModel(precision="float")
     results = []
     for t in threads:
         torch.set_num_threads(t)
         out = {}
-        for name, m in (("optimized", fast), ("eager", eager)):
+        for name, m in (("node", fast), ("float", flt)):
             for img, l in frames[:20]:
                 m(img, [l])
             ts = []
@@ -111,9 +117,8 @@ def cnn_costs(features: Path, root: Path, threads=(2, 1), n: int = 300) -> list[
                 m(img, [l])
                 ts.append(time.perf_counter() - t0)
             out[name] = round(1000 * float(np.median(ts)), 2)
-        results.append({"ms_per_face": out["optimized"], "ms_per_face_eager": out["eager"],
-                        "ratio_optimized_to_eager": round(out["optimized"] / out["eager"], 3), "threads": t,
-                        "faces": len(frames)})
+        results.append({"ms_per_face": out["node"], "precision": fast.precision, "ms_per_face_float": out["float"],
+                        "ratio_to_float": round(out["node"] / out["float"], 3), "threads": t, "faces": len(frames)})
     return results
 
 
@@ -137,6 +142,13 @@ def main(argv=None) -> int:
     r7 = evaluate(a.models, a.features, "fer7", a.out.parent)
     r3 = evaluate(a.models, a.features, "fer3", a.out.parent)
     cost, cost1 = cnn_costs(a.features, a.root)
+    floats = {}
+    if (a.features / "test_appearance_float.npz").exists():
+        f7, f3 = (evaluate(a.models, a.features, t, a.out.parent, "_float") for t in ("fer7", "fer3"))
+        floats = {"float_network": {"acc7": round(f7["hybrid"]["accuracy"], 4), "macro_f1_7": round(f7["hybrid"]["macro_f1"], 4),
+                                    "acc3": round(f3["hybrid"]["accuracy"], 4),
+                                    "cnn_alone_acc7": round(f7["cnn_alone"]["accuracy"], 4),
+                                    "cnn_alone_acc3": round(f3["cnn_alone"]["accuracy"], 4)}}
     out = {
         "acc7": round(r7["hybrid"]["accuracy"], 4), "macro_f1_7": round(r7["hybrid"]["macro_f1"], 4),
         "acc3": round(r3["hybrid"]["accuracy"], 4), "macro_f1_3": round(r3["hybrid"]["macro_f1"], 4),
@@ -147,7 +159,7 @@ def main(argv=None) -> int:
         "landmark_only_acc3": round(r3["landmark_only"]["accuracy"], 4),
         "per_frame_hybrid_views_mean_acc7": round(r7["per_frame_hybrid_views_mean"]["accuracy"], 4),
         "per_frame_hybrid_original_acc7": round(r7["per_frame_hybrid_original"]["accuracy"], 4),
-        "fer_peer_acc7": FER_PEER_ACC7,
+        "fer_peer_acc7": FER_PEER_ACC7, "precision": r7["precision"], **floats,
         "cnn_ms_per_face": cost["ms_per_face"], "cnn_cost": cost, "cnn_cost_one_thread": cost1,
         "n_test7": r7["n_test"], "n_test3": r3["n_test"],
         "protocol": "FER2013 test, every image, no face = wrong; 16-frame streams over the six renderings "

@@ -149,6 +149,7 @@ def main(argv=None) -> int:
     ap.add_argument("--hybrid", action="store_true", help="appearance mode: faces carry appearance vectors")
     a = ap.parse_args(argv)
     a.out = a.out or Path("docs/results/appearance_stream.json" if a.hybrid else "docs/results/lstm_stream.json")
+    prefix = "appearance_" if a.hybrid else ""  # the plots' names: the landmark run's are not overwritten
     torch.set_num_threads(2)
     appearance, app_test = None, None
     if a.hybrid:
@@ -182,7 +183,7 @@ def main(argv=None) -> int:
             flips[k].append(f * span)
         if name == VIDEOS[0]:
             ests = estimators()
-            plot_timeline(times, labels, ests["lstm"].classes, a.out.parent / "timeline_wolfganglanger.png",
+            plot_timeline(times, labels, ests["lstm"].classes, a.out.parent / f"{prefix}timeline_wolfganglanger.png",
                           f"{name}: LSTM vs per-frame labels (no ground truth: a talking face)")
     fl_lstm = sum(flips["lstm"]) / total_s
     fl_frame = sum(flips["per_frame"]) / total_s
@@ -214,7 +215,7 @@ def main(argv=None) -> int:
                                 "LSTM": [classes[p] for p in preds["lstm"][span]],
                                 "LSTM, argmax": [classes[p] for p in preds["lstm_argmax"][span]],
                                 "per-frame": [classes[p] for p in preds["per_frame"][span]]},
-                  classes, a.out.parent / "timeline_labelled_stream.png",
+                  classes, a.out.parent / f"{prefix}timeline_labelled_stream.png",
                   f"labelled stream of FER2013 test faces ({a.hold:.0f} s each, {a.rate:.0f} Hz): first 20 segments")
     talking = videos.get(VIDEOS[0], {})
     res = {

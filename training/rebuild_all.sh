@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild every shipped weight file from the labelled images (about 7 h on 2 CPU cores):
 # features -> face geometry -> pixel teacher (~90 min on one thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
-# -> appearance mode: the teacher on aligned crops, hybrid models, evaluation
+# -> appearance mode: the teacher fine-tuned on aligned crops, hybrid models, evaluation
 # -> FacePhi: encoder alignment (8 epochs, 45 min, then 4 more at a lower rate, 22 min), two-stage LLM training and its no-alignment ablation
 # (run side by side, one thread each, about 70 min) -> FacePhi evaluation.
 #   bash training/rebuild_all.sh [../shared/data/fer2013]
@@ -21,8 +21,12 @@ done
 $PY -m training.eval_lstm
 $PY -m training.tune_label_rule   # the published label's rule, on held-out training faces (copy it into config/facephi.yaml)
 $PY -m training.eval_stream
-# appearance mode (issue 19): the teacher's vector of every rendering's aligned crop (~13 min), the hybrid models (~21 min)
-$PY -m training.build_appearance
+# appearance mode (issue 19): every rendering's aligned crop, the teacher fine-tuned on them (-> models/appearance),
+# its vector of each crop, the hybrid models (~21 min)
+$PY -m training.train_appearance      # ~40 min on 2 cores (8 epochs) -> models/appearance/appearance.safetensors
+$PY -m training.quantize_appearance   # its int8 version, validated against it, ~3 min -> appearance_int8.pt
+$PY -m training.build_appearance      # the vectors the node sends (int8 on x86), ~5 min
+$PY -m training.build_appearance --precision float --splits test   # for the float row of the evaluation
 for tag in fer7 fer3; do
   $PY -m training.train_lstm --config training/configs/lstm_hybrid_$tag.yaml --per-frame
   $PY -m training.train_lstm --config training/configs/lstm_hybrid_$tag.yaml

@@ -1,13 +1,22 @@
-"""The appearance model the face-mesh node runs in appearance mode: the pixel teacher
-(facephi_ros/models/pixel_teacher.py), loaded from its one committed weights file, on aligned
-face crops (crop.py). Each face gets the teacher's embedding and its class logits, as numbers.
+"""The appearance model the face-mesh node runs in appearance mode: the appearance network, loaded
+from its one committed weights file, on aligned face crops (crop.py). Each face gets the network's
+embedding and its class logits, as numbers.
 
-    model = AppearanceModel()                  # models/pixel_teacher/pixel_teacher.safetensors
+The network is the pixel teacher (facephi_ros/models/pixel_teacher.py: its architecture, its file
+format and its weights as the start) fine-tuned on the aligned crops themselves by
+training/train_appearance.py, since the teacher learnt on FER2013's own framing and loses points on
+these crops (docs/appearance.md). Any file of the teacher's format can be given instead.
+
+    model = AppearanceModel()                  # models/appearance/appearance.safetensors
+    model.precision                            # 'int8' (appearance_int8.pt, x86 CPUs) or 'float'
     emb, logits = model(rgb_frame, [landmarks_of_face_1, landmarks_of_face_2])   # (F, 256), (F, 7)
 
-For speed on a CPU the network is traced and frozen with torch.jit (batch norms folded into the
-convolutions, oneDNN kernels): the same weights, the same numbers to float rounding, in 0.6-0.9x
-the eager network's time (docs/results/appearance.json has the measured figures).
+precision 'auto' (the default) runs the int8 version of the same weights (quantized.py) where
+its file is present and the CPU has PyTorch's x86 int8 kernels, and the float network otherwise;
+'int8' insists (ModelFileError when it cannot), 'float' never uses it. The float network is traced
+and frozen with torch.jit (batch norms folded into the convolutions, oneDNN kernels): the same
+numbers to float rounding, faster than eager. docs/results/appearance.json has the measured
+costs and the accuracy of both precisions.
 """
 from __future__ import annotations
 
@@ -17,21 +26,45 @@ import numpy as np
 import torch
 
 from ..models.pixel_teacher import CLASSES, load_teacher, standardise
+from ..paths import shipped
 from .crop import CROP_SIZE, aligned_crop
+
+PRECISIONS = ("auto", "int8", "float")
+
+
+def default_path() -> Path:
+    return shipped("models") / "appearance" / "appearance.safetensors"
 
 
 class AppearanceModel:
-    def __init__(self, path: str | Path | None = None, optimize: bool = True):
-        self.teacher = load_teacher(path)  # ModelFileError (one line) for a missing or bad file
-        self.size = int(self.teacher.cfg.input_size)
-        if self.size != CROP_SIZE:
-            from ..models.lstm import ModelFileError
+    def __init__(self, path: str | Path | None = None, optimize: bool = True, precision: str = "auto"):
+        from ..models.lstm import ModelFileError
+        from .quantized import Int8Unavailable, int8_path, load_int8
 
+        if precision not in PRECISIONS:
+            raise ModelFileError(f"appearance precision must be one of {PRECISIONS}, got {precision!r}")
+        path = Path(path) if path else default_path()
+        if not path.is_file():
+            raise ModelFileError(f"appearance network weights {path} not found: build them with "
+                                 "`python -m training.train_appearance` or give appearance_model a .safetensors file")
+        self.network = load_teacher(path)  # ModelFileError (one line) for a corrupt or mismatching file
+        self.size = int(self.network.cfg.input_size)
+        if self.size != CROP_SIZE:
             raise ModelFileError(f"the appearance model reads {self.size}x{self.size} crops; the aligned crop is "
                                  f"{CROP_SIZE}x{CROP_SIZE}")
-        self.classes = self.teacher.classes
-        self.embedding_dim = self.teacher.cfg.embedding_dim
-        self.net = self._optimized() if optimize else self.teacher
+        self.classes = self.network.classes
+        self.embedding_dim = self.network.cfg.embedding_dim
+        self.precision, self.int8_note = "float", ""
+        if precision != "float" and optimize:
+            try:
+                self.net, _ = load_int8(int8_path(path), path)
+                self.precision = "int8"
+            except Int8Unavailable as e:
+                if precision == "int8":
+                    raise ModelFileError(f"appearance precision int8: {e}") from None
+                self.int8_note = str(e)  # auto: the float network, and this says why
+        if self.precision == "float":
+            self.net = self._optimized() if optimize else self.network
 
     def _optimized(self):
         import warnings
@@ -41,7 +74,7 @@ class AppearanceModel:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore", DeprecationWarning)
             example = torch.zeros(1, 1, self.size, self.size)
-            traced = torch.jit.trace(self.teacher, example, check_trace=False)
+            traced = torch.jit.trace(self.network, example, check_trace=False)
             return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
 
     def crops(self, image: np.ndarray, faces_landmarks) -> np.ndarray:

@@ -69,11 +69,11 @@ def load_split(features_dir: str | Path, split: str, classes: list[str] | None =
     return out
 
 
-def load_appearance(features_dir: str | Path, split: str, paths: np.ndarray) -> tuple[np.ndarray, dict]:
-    """(appearance vectors (N, V, E + C) float32: the teacher's embedding then its logits per
-    rendering, in the order of `paths`; the file's provenance with its classes and embedding size)
-    from `split`_appearance.npz (python -m training.build_appearance)."""
-    path = Path(features_dir) / f"{split}_appearance.npz"
+def load_appearance(features_dir: str | Path, split: str, paths: np.ndarray, tag: str = "") -> tuple[np.ndarray, dict]:
+    """(appearance vectors (N, V, E + C) float32: the appearance network's embedding then its
+    logits per rendering, in the order of `paths`; the file's provenance with its classes and
+    embedding size) from `split`_appearance`tag`.npz (python -m training.build_appearance)."""
+    path = Path(features_dir) / f"{split}_appearance{tag}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m training.build_appearance --features {features_dir}`")
     d = np.load(path)

@@ -13,7 +13,7 @@ and /facephi/debug_image (mesh drawn) only when publish_debug_image is true: no 
 leave this node.
 
 appearance: true (off by default) is the opt-in accuracy mode: for each tracked face the node
-cuts an eye-aligned grey crop from the frame it holds and runs the pixel teacher on it
+cuts an eye-aligned grey crop from the frame it holds and runs the appearance network on it
 (facephi_ros/appearance), adding the embedding and class logits to the face's FaceLandmarks as
 numbers. The crop stays in the node. With the mode off the network is never imported or loaded.
 """
@@ -64,6 +64,7 @@ class FaceMeshNode(ManagedNode):
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
             "multi_face": True, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
             "confirm_confidence": 0.65, "appearance": False, "appearance_model": "", "appearance_threads": 2,
+            "appearance_precision": "auto",
         }, **kwargs)
         self.appearance = None
         self.landmarker: Landmarker | None = None
@@ -92,7 +93,8 @@ class FaceMeshNode(ManagedNode):
             self.debug_pub = self.create_lifecycle_publisher(Image, DEBUG_IMAGE_TOPIC, SENSOR_QOS)
         finder = (f"tiled detector every {p['detect_period_s']} s, faces from {p['min_face_px']} px" if p["multi_face"]
                   else "the landmarker's own short-range detector")
-        mode = "appearance mode (face crops -> appearance vectors)" if self.appearance else "landmarks only"
+        mode = (f"appearance mode (face crops -> appearance vectors, {self.appearance.precision} network)"
+                if self.appearance else "landmarks only")
         self.get_logger().info(f"face mesh ready: up to {p['num_faces']} faces, {finder}, {mode}, debug image "
                                f"{'on' if self.debug_pub else 'off'}")
 
@@ -106,9 +108,12 @@ class FaceMeshNode(ManagedNode):
 
         torch.set_num_threads(int(self.p["appearance_threads"]))
         try:
-            return AppearanceModel(self.p["appearance_model"] or None)
+            model = AppearanceModel(self.p["appearance_model"] or None, precision=self.p["appearance_precision"])
         except ModelFileError as e:
             raise StartupError(f"appearance mode: {e}") from None
+        if model.int8_note:
+            self.get_logger().info(f"appearance network in float: {model.int8_note}")
+        return model
 
     def activate(self) -> None:
         self.slot = LatestSlot()
