@@ -19,7 +19,21 @@ from rosnodes import LineReader
 
 from facephi_ros.bags.io import GT_TOPIC, BagError, BagReader
 from facephi_ros.bags.make import StreamSpec, bag_from_images, bag_from_video
-from facephi_ros.evaluation.bag_metrics import score
+from facephi_ros.evaluation.bag_metrics import per_frame, score
+
+
+def test_per_frame_takes_the_most_confident_face_and_both_readings():
+    names = ["a", "b", "c"]
+    rows = [(1, "a", 0.5, names, [0.2, 0.5, 0.3], 10),   # published a (calm rule), model's top b
+            (1, "c", 0.9, names, [0.05, 0.05, 0.9], 11),  # a second face, more confident: it counts
+            (2, "b", 0.6, names, [0.1, 0.6, 0.3], 12),
+            (3, "x", 0.7, ["a", "x"], [0.3, 0.7], 13),   # a class the evaluation does not know: wrong
+            (4, "a", 0.4, names, [float("nan"), 0.1, 0.2], 14)]  # NaN probabilities: no top class
+    published, top = per_frame(rows, ["a", "b", "c"])
+    assert published == {1: (2, 0.9, 11), 2: (1, 0.6, 12), 3: (-1, 0.7, 13), 4: (0, 0.4, 14)}
+    assert {k: v[0] for k, v in top.items()} == {1: 2, 2: 1, 3: -1, 4: -1}
+    _, top = per_frame(rows[:1], ["a", "b", "c"])
+    assert top[1] == (1, 0.5, 10)
 
 
 def test_score_on_a_known_case():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evaluation.bag_metrics import score
+from ..evaluation.bag_metrics import per_frame, score
 from ..evaluation.metrics import plot_confusion, plot_timeline
 from .io import GT_TOPIC, BagError, BagReader, stamp_ns, typestore
 
@@ -158,17 +158,19 @@ def evaluate_bag(bag: str | Path, out: str | Path, rate: float = 1.0, launch_arg
     for _, raw in recorder.kept["/facephi/faces"]:
         m = ts.deserialize_cdr(raw, "facephi_ros/msg/FaceLandmarksArray")
         faces[stamp_ns(m.header)] = len(m.faces)
-    estimates, model = {}, ""
+    rows, model = [], ""
     for arrival, raw in recorder.kept["/emotion"]:
         m = ts.deserialize_cdr(raw, "facephi_ros/msg/EmotionEstimate")
         model = m.model
         if not classes:
             classes = list(m.class_names)
-        s = stamp_ns(m.header)
-        idx = classes.index(m.label) if m.label in classes else -1
-        if s not in estimates or m.confidence > estimates[s][1]:
-            estimates[s] = (idx, float(m.confidence), arrival)
+        rows.append((stamp_ns(m.header), m.label, float(m.confidence), list(m.class_names), list(m.probabilities), arrival))
+    estimates, top = per_frame(rows, classes)
     res = score(images, truth, faces, estimates, classes)
+    if truth:  # the model's own top class, as offline figures score it (the label above is the calm rule's)
+        t = score(images, truth, faces, top, classes)
+        res["model_top_class"] = {k: t[k] for k in ("accuracy", "macro_f1", "segment_accuracy", "segment_macro_f1",
+                                                    "reaction_s", "flips_per_min")}
     cpu = {}
     for pid, (name, c1) in cpu1.items():
         if pid in cpu0:

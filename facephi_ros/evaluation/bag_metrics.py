@@ -8,6 +8,10 @@ Inputs, all keyed by the image stamp (ns) the messages carry:
 A frame with no estimate counts as wrong (like an image without a detected face offline).
 Per-segment: the majority label over the second half of each segment (after the model had time
 to react) against the segment's label.
+
+Two readings of the same estimates (per_frame): the published label (after the calm label rule,
+what a behaviour layer acts on) and the model's own top class from the probabilities each
+estimate carries (what offline figures such as eval_lstm's score).
 """
 from __future__ import annotations
 
@@ -16,6 +20,25 @@ from collections import Counter
 import numpy as np
 
 from .metrics import classification_report, label_flips_per_minute, reaction_times
+
+
+def per_frame(estimates: list, classes: list[str]) -> tuple[dict, dict]:
+    """({stamp: (published label index, confidence, arrival)}, {stamp: (model's top class index,
+    its probability, arrival)}) from (stamp, label, confidence, class_names, probabilities,
+    arrival) tuples; per frame the face with the highest confidence. A label or class outside
+    `classes` is -1 (wrong)."""
+    published, top = {}, {}
+    for stamp, label, conf, names, probs, arrival in estimates:
+        if stamp in published and conf <= published[stamp][1]:
+            continue
+        published[stamp] = (classes.index(label) if label in classes else -1, float(conf), arrival)
+        probs = np.asarray(probs, dtype=np.float64)
+        if len(probs) == len(names) and len(probs) and np.all(np.isfinite(probs)):
+            k = int(np.argmax(probs))
+            top[stamp] = (classes.index(names[k]) if names[k] in classes else -1, float(probs[k]), arrival)
+        else:
+            top[stamp] = (-1, 0.0, arrival)
+    return published, top
 
 
 def score(images: dict, truth: dict, faces: dict, estimates: dict, classes: list[str], rate: float | None = None) -> dict:
