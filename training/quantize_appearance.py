@@ -24,8 +24,7 @@ from facephi_ros.appearance.model import AppearanceModel, default_path
 from facephi_ros.appearance.quantized import FLOAT_MODULES, int8_path, quantize, save_int8
 from facephi_ros.evaluation.metrics import command_line, write_result
 from facephi_ros.models.pixel_teacher import standardise
-from training.build_appearance import cut_crops
-from training.train_pixel_teacher import stratified_split
+from training.train_appearance import split_crops
 
 PROG = "python -m training.quantize_appearance"
 REPO = Path(__file__).resolve().parent.parent
@@ -52,11 +51,9 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=REPO / "docs" / "results" / "appearance_int8.json")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
-    crops, found, _ = cut_crops(a.features, "train", a.root)
-    y = np.load(a.features / "train.npz")["labels"].astype(np.int64)
-    tr, val = stratified_split(y, 0.1, 0)
+    crops, found, _, tr, (vc, vy, _) = split_crops(a.features, a.root)
     rng = np.random.default_rng(0)
-    pick = rng.choice(tr[found[tr].any(1)], a.calibration, replace=False)
+    pick = rng.choice(tr, a.calibration, replace=False)
     calib = crops[pick, [rng.choice(np.nonzero(found[i])[0]) for i in pick]]
     x_cal = standardise(torch.from_numpy(calib)[:, None])
 
@@ -65,8 +62,6 @@ def main(argv=None) -> int:
     out = save_int8(q, int8_path(a.weights), a.weights, {"calibration_crops": a.calibration,
                                                          "float_modules": list(FLOAT_MODULES)})
     i8 = AppearanceModel(a.weights, precision="int8")
-    vi, vk = np.nonzero(found[val])
-    vc, vy = crops[val][vi, vk], y[val][vi]
     (ef, lf), (eq, lq) = flt.embed_crops(vc), i8.embed_crops(vc)
     acc = lambda lg: round(float((lg.argmax(1) == vy).mean()), 4)  # noqa: E731
     x1 = standardise(torch.from_numpy(vc[:1])[:, None])

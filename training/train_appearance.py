@@ -44,6 +44,17 @@ PROG = "python -m training.train_appearance"
 REPO = Path(__file__).resolve().parent.parent
 
 
+def split_crops(features: Path, root: Path) -> tuple:
+    """The training split's crops (N, V, 48, 48) uint8, found (N, V), labels (N,), the training
+    image indices of the teacher's 90% with a face in some rendering, and (crops, labels,
+    rendering index) of every found rendering of the teacher's held-out 10%."""
+    crops, found, _ = cut_crops(features, "train", root)
+    y = np.load(features / "train.npz")["labels"].astype(np.int64)
+    tr, val = stratified_split(y, 0.1, 0)
+    vi, vk = np.nonzero(found[val])
+    return crops, found, y, tr[found[tr].any(1)], (crops[val][vi, vk], y[val][vi], vk)
+
+
 @torch.no_grad()
 def accuracy(net, crops: np.ndarray, labels: np.ndarray, batch: int = 1024) -> float:
     net.eval()
@@ -75,12 +86,7 @@ def main(argv=None) -> int:
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if a.device == "auto" else a.device))
     t_start = time.time()
-    crops, found, paths = cut_crops(a.features, "train", a.root)  # (N, V, 48, 48) uint8, (N, V)
-    y = np.load(a.features / "train.npz")["labels"].astype(np.int64)
-    tr, val = stratified_split(y, 0.1, 0)
-    tr = tr[found[tr].any(1)]
-    vi, vk = np.nonzero(found[val])
-    val_crops, val_y = crops[val][vi, vk], y[val][vi]
+    crops, found, y, tr, (val_crops, val_y, vk) = split_crops(a.features, a.root)
     orig = vk == 0
     print(f"{len(tr)} training images, {len(val_crops)} validation crops ({int(orig.sum())} of the original rendering)",
           flush=True)

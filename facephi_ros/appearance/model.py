@@ -37,7 +37,7 @@ def default_path() -> Path:
 
 
 class AppearanceModel:
-    def __init__(self, path: str | Path | None = None, optimize: bool = True, precision: str = "auto"):
+    def __init__(self, path: str | Path | None = None, precision: str = "auto"):
         from ..models.lstm import ModelFileError
         from .quantized import Int8Unavailable, int8_path, load_int8
 
@@ -55,7 +55,7 @@ class AppearanceModel:
         self.classes = self.network.classes
         self.embedding_dim = self.network.cfg.embedding_dim
         self.precision, self.int8_note = "float", ""
-        if precision != "float" and optimize:
+        if precision != "float":
             try:
                 self.net, _ = load_int8(int8_path(path), path)
                 self.precision = "int8"
@@ -64,7 +64,7 @@ class AppearanceModel:
                     raise ModelFileError(f"appearance precision int8: {e}") from None
                 self.int8_note = str(e)  # auto: the float network, and this says why
         if self.precision == "float":
-            self.net = self._optimized() if optimize else self.network
+            self.net = self._optimized()
 
     def _optimized(self):
         import warnings
