@@ -134,3 +134,39 @@ def test_scan_hands_over_the_coarse_levels_faces_before_it_ends(faces_dir):
     handed = [b for level in early for b in level] + [b for b, _ in rest]
     assert len(handed) == 5
     assert all(max(box_iou(b, p) for p, _ in plain) > 0.5 for b in handed)
+
+
+def test_padded_crop_frames_a_small_face_as_training_does_and_maps_back(real):
+    """padded_crop cuts a small face as the training data's 48x48 images are prepared (about the
+    span of a FER2013 image around the face, upscaled bicubically, framed by black); the
+    landmarks found in it come back in full-frame coordinates, where they land on the face that
+    the ordinary context crop finds (within 10% of the face's width), and in the frame's
+    geometry: the crop's black frame is where the frame would be."""
+    from facephi_ros.landmarks.landmarker import SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE, Landmarker
+    from facephi_ros.landmarks.multiface import IMAGE_PER_BOX, padded_crop, square_crop, to_frame
+
+    bg = scenes.backgrounds(scenes_video(), (640, 480), n=1)[0]
+    frame = bg.copy()
+    box = scenes.paste(frame, real[1], 52, 300, 200)
+    crop, x0, y0, side = padded_crop(frame, box)
+    n = SMALL_IMAGE_UPSCALE + 2 * int(round(SMALL_IMAGE_UPSCALE * SMALL_IMAGE_PAD))
+    assert crop.shape == (n, n, 3)
+    assert side == pytest.approx(max(box[2], box[3]) * IMAGE_PER_BOX * n / SMALL_IMAGE_UPSCALE, rel=0.05)
+    border = int(round(SMALL_IMAGE_UPSCALE * SMALL_IMAGE_PAD))
+    assert crop[:border - 1].max() == 0 and crop[:, -border + 1:].max() == 0  # the black frame
+    assert x0 < box[0] and y0 < box[1] and x0 + side > box[0] + box[2] and y0 + side > box[1] + box[3]
+    with Landmarker(num_faces=1, video=False) as lm:
+        found = lm.detect(crop)
+        assert found, "no face in the padded crop of a 52 px face"
+        padded = to_frame(found[0], x0, y0, side, 640, 480)
+        ctx, cx0, cy0, cside = square_crop(frame, box, 1.8, 192)
+        ref = to_frame(lm.detect(ctx)[0], cx0, cy0, cside, 640, 480)
+    d = np.abs(padded.landmarks[:, :2] - ref.landmarks[:, :2]) * [640, 480]
+    assert float(np.median(d)) < 0.1 * box[2], float(np.median(d))
+    assert box_overlap(padded.bbox, box) > 0.5
+
+
+def box_overlap(a, b) -> float:
+    from facephi_ros.landmarks.multiface import box_iou
+
+    return box_iou(np.asarray(a, np.float32), np.asarray(b, np.float32))

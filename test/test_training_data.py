@@ -86,6 +86,39 @@ def test_mirrored_views_describe_the_original_face(built):
     assert np.array_equal(s.found_any, s.view_found.any(1))
 
 
+def test_camera_views_resample_the_face_and_follow_the_views(tiny_folder, built):
+    """A camera view redraws the 48 px image at its own width, a fraction of a pixel off the
+    source grid, before the usual upscale; build_dataset --camera-views writes them beside the
+    views and load_split(camera_views=True) puts them after the views, which stay where they were."""
+    import cv2
+
+    from facephi_ros.data.image_folder import CAMERA_VIEWS, camera_resample
+    from training.build_dataset import main
+
+    path = str(sorted((tiny_folder / "test" / "happy").glob("*.jpg"))[0])
+    g = np.repeat(cv2.imread(path, cv2.IMREAD_GRAYSCALE)[:, :, None], 3, 2)
+    moved = camera_resample(g, 56, 0.4)
+    assert moved.shape == (56, 56, 3)
+    still = camera_resample(g, 56, 0.0)
+    assert 0.5 < np.abs(moved.astype(int) - still).mean() < 10  # softer and off the grid, same face
+    plain = load_for_landmarker(path)
+    cam = load_for_landmarker(path, view=CAMERA_VIEWS[0])
+    assert cam.shape == plain.shape and 1 < np.abs(cam.astype(int) - plain).mean() < 20
+    assert main(["--root", str(tiny_folder), "--splits", "test", "--out", str(built), "--camera-views", "--workers", "1"]) == 0
+    c = np.load(built / "test_camera_views.npz")
+    assert c["found"].shape == (8, len(CAMERA_VIEWS)) and c["found"].mean() > 0.7
+    base = load_split(built, "test", views=True)
+    both = load_split(built, "test", views=True, camera_views=True)
+    n = 1 + len(EXTRA_VIEWS)
+    assert both.view_landmarks.shape == (8, n + len(CAMERA_VIEWS), 478, 3)
+    assert np.array_equal(both.view_landmarks[:, :n], base.view_landmarks)
+    assert np.array_equal(both.view_found[:, n:], c["found"])
+    # a mirrored camera view is mirrored back like the mirrored views
+    k = n + [v.name for v in CAMERA_VIEWS].index("mirror-camera-42")
+    ok = both.view_found[:, 0] & both.view_found[:, k]
+    assert ok.sum() >= 4 and np.abs(both.view_landmarks[ok, 0] - both.view_landmarks[ok, k]).mean() < 0.05
+
+
 def test_views_must_list_the_same_images(built, tmp_path):
     shutil.copy(built / "test.npz", tmp_path / "test.npz")
     v = dict(np.load(built / "test_views.npz"))

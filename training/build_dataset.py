@@ -11,6 +11,11 @@ shows the LSTM a stream of them.
 
     python -m training.build_dataset --root ../shared/data/fer2013 --out runs/features
     python -m training.build_dataset --views --views-only      # add the views to existing files
+    python -m training.build_dataset --splits train --camera-views  # training-only camera views
+
+With --camera-views, only <split>_camera_views.npz: two renderings of a small face as a camera
+samples it (CAMERA_VIEWS: resampled to 56 or 42 px and moved by a fraction of a pixel). The
+landmark models train on them beside the views; validation and evaluation use the views only.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from facephi_ros import __version__
-from facephi_ros.data.image_folder import EXTRA_VIEWS, extract_many, index_split
+from facephi_ros.data.image_folder import CAMERA_VIEWS, EXTRA_VIEWS, extract_many, index_split
 from facephi_ros.landmarks.landmarker import SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "fer2013"
@@ -61,19 +66,20 @@ def _select(root: Path, split: str, limit: int):
     return idx, paths, labels
 
 
-def build_views(root: Path, split: str, out_dir: Path, workers: int, limit: int = 0) -> dict:
-    """<split>_views.npz: found (N, V), landmarks (N, V, 478, 3), blendshapes (N, V, 52), matrix (N, V, 4, 4)."""
+def build_views(root: Path, split: str, out_dir: Path, workers: int, limit: int = 0, views=EXTRA_VIEWS,
+                name: str = "views") -> dict:
+    """<split>_<name>.npz: found (N, V), landmarks (N, V, 478, 3), blendshapes (N, V, 52), matrix (N, V, 4, 4)."""
     idx, paths, labels = _select(root, split, limit)
     t0 = time.perf_counter()
     per_view, stats = [], {}
-    with tqdm(total=len(paths) * len(EXTRA_VIEWS), desc=f"{split} views", unit="img", smoothing=0.05) as bar:
-        for view in EXTRA_VIEWS:
+    with tqdm(total=len(paths) * len(views), desc=f"{split} {name}", unit="img", smoothing=0.05) as bar:
+        for view in views:
             per_view.append(extract_many(paths, workers=workers, progress=bar.update, view=view, stats=stats))
     dt = time.perf_counter() - t0
     feats = {k: np.stack([v[k] for v in per_view], 1) for k in per_view[0]}
-    prov = {"views": [v.__dict__ for v in EXTRA_VIEWS],
+    prov = {"views": [v.__dict__ for v in views],
             "detection_rate_per_view": [round(float(f), 4) for f in feats["found"].mean(0)]}
-    return _save(out_dir / f"{split}_views.npz", root, split, idx.classes, paths, labels, feats, prov, stats, workers, dt)
+    return _save(out_dir / f"{split}_{name}.npz", root, split, idx.classes, paths, labels, feats, prov, stats, workers, dt)
 
 
 def _save(path: Path, root: Path, split: str, classes: list[str], paths: list[str], labels: np.ndarray, feats: dict,
@@ -115,8 +121,15 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="a seeded random subset of this many images per split")
     ap.add_argument("--views", action="store_true", help=f"also write <split>_views.npz ({len(EXTRA_VIEWS)} more renderings per image)")
     ap.add_argument("--views-only", action="store_true", help="write only <split>_views.npz")
+    ap.add_argument("--camera-views", action="store_true",
+                    help=f"write only <split>_camera_views.npz ({len(CAMERA_VIEWS)} training-only renderings of a small face "
+                         "as a camera resamples it; train_lstm's camera_views: true)")
     a = ap.parse_args(argv)
     for split in a.splits:
+        if a.camera_views:
+            prov = build_views(a.root, split, a.out, a.workers, a.limit, CAMERA_VIEWS, "camera_views")
+            print(json.dumps({k: prov[k] for k in ("split", "images", "detection_rate_per_view", "images_per_second", "seconds")}))
+            continue
         if not a.views_only:
             prov = build_split(a.root, split, a.out, a.workers, a.upscale, a.pad, a.limit)
             print(json.dumps({k: prov[k] for k in ("split", "images", "detection_rate", "images_per_second", "seconds",

@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.image_folder import EXTRA_VIEWS
 from facephi_ros.data.sequences import SequenceAugment, assemble, make_sequences
 from facephi_ros.evaluation.metrics import classification_report, command_line, plot_confusion
 from facephi_ros.features.normalize import FeatureConfig
@@ -143,9 +144,12 @@ def main(argv=None) -> int:
                     help="override the config's distill.alpha (share of the hard-label loss; 1 = no distillation)")
     ap.add_argument("--distill-temperature", type=float, default=None, help="override the config's distill.temperature")
     ap.add_argument("--no-distill", action="store_true", help="ignore the config's distill section")
+    ap.add_argument("--camera-views", action="store_true", help="set the config's camera_views: true")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = yaml.safe_load(a.config.read_text())
+    if a.camera_views:
+        cfg["camera_views"] = True
     distill = None if a.no_distill else dict(cfg.get("distill") or {}) or None
     if distill is not None:
         distill["alpha"] = a.distill_alpha if a.distill_alpha is not None else distill.get("alpha", 0.5)
@@ -160,7 +164,13 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(tc["seed"])
 
     views = bool(cfg.get("views", False))  # frames drawn from build_dataset --views renderings
-    data = load_split(cfg["features_dir"], "train", cfg["classes"], views=views)
+    # camera_views: two more training renderings per image (build_dataset --camera-views); validation
+    # keeps the original and the views, so its figure stays comparable
+    camera = bool(cfg.get("camera_views", False))
+    if camera and not views:
+        raise SystemExit("camera_views: true needs views: true")
+    data = load_split(cfg["features_dir"], "train", cfg["classes"], views=views, camera_views=camera)
+    n_val_views = 1 + len(EXTRA_VIEWS)
     if tc.get("val_split") == "teacher_holdout":  # the images the pixel teacher never trained on
         tr_idx, val_idx = teacher_holdout(cfg["features_dir"], data)
     else:
@@ -179,6 +189,8 @@ def main(argv=None) -> int:
         print(f"hybrid: {arr.shape[-1]} appearance values per frame ({app_info['embedding_dim']} embedding + "
               f"{len(app_info['classes'])} logits)")
     val_lm, val_bs, val_vf = lm[val_idx], bs[val_idx], vf[val_idx] if views else None
+    if views:
+        val_lm, val_bs, val_vf = val_lm[:, :n_val_views], val_bs[:, :n_val_views], val_vf[:, :n_val_views]
     val_app = app[val_idx] if app is not None else None
     if a.per_frame and views:  # the per-frame baseline is validated on the single clean frame
         val_lm, val_bs, val_vf = val_lm[:, 0], val_bs[:, 0], None

@@ -32,9 +32,11 @@ class FeatureSplit:
         return self.found if self.view_found is None else self.view_found.any(1)
 
 
-def load_split(features_dir: str | Path, split: str, classes: list[str] | None = None, views: bool = False) -> FeatureSplit:
+def load_split(features_dir: str | Path, split: str, classes: list[str] | None = None, views: bool = False,
+               camera_views: bool = False) -> FeatureSplit:
     """Load `split`.npz; keep only images whose class is in `classes` (all when None), relabelled.
-    views: also load `split`_views.npz (from build_dataset --views) into the view_* fields."""
+    views: also load `split`_views.npz (from build_dataset --views) into the view_* fields.
+    camera_views (with views): `split`_camera_views.npz (build_dataset --camera-views) follows them."""
     path = Path(features_dir) / f"{split}.npz"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python -m training.build_dataset --out {features_dir}`")
@@ -57,15 +59,26 @@ def load_split(features_dir: str | Path, split: str, classes: list[str] | None =
         vpath = Path(features_dir) / f"{split}_views.npz"
         if not vpath.is_file():
             raise FileNotFoundError(f"{vpath} not found: run `python -m training.build_dataset --views-only --out {features_dir}`")
-        v = np.load(vpath)
-        if not np.array_equal(v["paths"], d["paths"]):
-            raise ValueError(f"{vpath} does not list the same images as {path}: rebuild both with build_dataset --views")
-        vf, vlm, vmat = v["found"][keep], v["landmarks"][keep], v["matrix"][keep]
-        vnorm = np.zeros_like(vlm)
-        vnorm[vf] = normalize_landmarks(vlm[vf], vmat[vf])
-        out.view_found = np.concatenate([found[:, None], vf], 1)
-        out.view_landmarks = np.concatenate([norm[:, None], vnorm], 1)
-        out.view_blendshapes = np.concatenate([out.blendshapes[:, None], v["blendshapes"][keep]], 1)
+        files = [vpath]
+        if camera_views:
+            files.append(Path(features_dir) / f"{split}_camera_views.npz")
+            if not files[-1].is_file():
+                raise FileNotFoundError(f"{files[-1]} not found: run `python -m training.build_dataset --splits {split} "
+                                        f"--camera-views --out {features_dir}`")
+        vfs, vnorms, vbss = [found[:, None]], [norm[:, None]], [out.blendshapes[:, None]]
+        for f in files:
+            v = np.load(f)
+            if not np.array_equal(v["paths"], d["paths"]):
+                raise ValueError(f"{f} does not list the same images as {path}: rebuild it with build_dataset")
+            vf, vlm, vmat = v["found"][keep], v["landmarks"][keep], v["matrix"][keep]
+            vnorm = np.zeros_like(vlm)
+            vnorm[vf] = normalize_landmarks(vlm[vf], vmat[vf])
+            vfs.append(vf)
+            vnorms.append(vnorm)
+            vbss.append(v["blendshapes"][keep])
+        out.view_found = np.concatenate(vfs, 1)
+        out.view_landmarks = np.concatenate(vnorms, 1)
+        out.view_blendshapes = np.concatenate(vbss, 1)
     return out
 
 

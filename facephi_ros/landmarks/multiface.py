@@ -37,7 +37,7 @@ import cv2
 import numpy as np
 
 from ..assets import AssetError, require
-from .landmarker import FaceMesh, Landmarker, mesh_bbox
+from .landmarker import SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE, FaceMesh, Landmarker, mesh_bbox
 
 DETECTOR_MEMBER = "face_detector.tflite"
 
@@ -60,6 +60,8 @@ class MultiFaceConfig:
     crop_scale: float = 1.8  # crop side / face box side
     retry_scale: float = 2.4  # when the landmarker finds no face in that crop, one more try this wide (0: none)
     crop_px: int = 192  # crop side fed to the landmarker
+    padded_crop_below_px: int = 0  # faces whose box side is below this are cut as the training images are
+                                   # prepared (padded_crop; 0: never)
     tile_fraction: float = 0.16  # the smallest face fills this fraction of a tile's side
     duplicate_iou: float = 0.4  # two faces overlapping more than this are one face
 
@@ -212,6 +214,32 @@ def square_crop(rgb: np.ndarray, box: np.ndarray, scale: float, out_px: int) -> 
         sub = cv2.copyMakeBorder(sub, sy0 - y0, y0 + side - sy1, sx0 - x0, x0 + side - sx1, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     crop = cv2.resize(sub, (out_px, out_px), interpolation=cv2.INTER_CUBIC if side < out_px else cv2.INTER_AREA)
     return crop, x0, y0, side
+
+
+# A FER2013 image (what the landmark models are trained on) spans about 1.09 times its face's
+# landmark box, centred 4.5% of its side above the box's centre (medians over the test split's
+# faces, runs/features/fer2013/test.npz).
+IMAGE_PER_BOX = 1.09
+IMAGE_CENTRE_ABOVE_BOX = 0.045
+
+
+def padded_crop(rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float, float, float] | None:
+    """A small face framed as the training data frames its 48x48 images: the square a FER2013
+    image would span around this landmark box, upscaled bicubically to SMALL_IMAGE_UPSCALE and
+    padded with black by SMALL_IMAGE_PAD on every side (prepare_small_image). Returns (crop, x0,
+    y0, side) of the whole padded square in frame pixels (the border counts as frame outside the
+    cut), or None when the square misses the frame."""
+    side = max(box[2], box[3]) * IMAGE_PER_BOX
+    centred = np.array([box[0] + box[2] / 2 - side / 2, box[1] + box[3] / 2 - side / 2 - IMAGE_CENTRE_ABOVE_BOX * side,
+                        side, side], np.float32)
+    cut = square_crop(rgb, centred, 1.0, SMALL_IMAGE_UPSCALE)
+    if cut is None:
+        return None
+    crop, x0, y0, s = cut
+    pad = int(round(SMALL_IMAGE_UPSCALE * SMALL_IMAGE_PAD))
+    crop = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    k = s / SMALL_IMAGE_UPSCALE  # frame pixels per crop pixel
+    return crop, x0 - pad * k, y0 - pad * k, s + 2 * pad * k
 
 
 def to_frame(mesh: FaceMesh, x0: float, y0: float, side: float, width: int, height: int) -> FaceMesh:
@@ -423,7 +451,10 @@ class MultiFaceLandmarker:
         return False
 
     def _landmark(self, rgb: np.ndarray, box: np.ndarray, scale: float) -> FaceMesh | None:
-        cut = square_crop(rgb, box, scale, self.cfg.crop_px)
+        if scale == self.cfg.crop_scale and max(box[2], box[3]) < self.cfg.padded_crop_below_px:
+            cut = padded_crop(rgb, box)
+        else:
+            cut = square_crop(rgb, box, scale, self.cfg.crop_px)
         if cut is None:
             return None
         crop, x0, y0, side = cut

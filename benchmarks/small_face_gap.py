@@ -1,0 +1,244 @@
+"""How much emotion accuracy small faces lose, per landmarking setting, on held-out TRAINING
+images (the landmark model's own validation share): the setting for small faces is chosen here,
+never on the test split that the small-face bag (benchmarks/faces --only bag) reports.
+
+Each image is drawn as the small-face bag draws it (facephi_ros.bags.make: 48-64 px wide inside a
+640x480 frame of an empty room, the same per-frame jitter), shown for `--frames` frames to the
+MultiFaceLandmarker in tracking mode, and the shipped emotion model (fresh window, argmax, no
+label rule) reads that face's landmarks. Beside it the same model on the same images' offline
+features (the dataset builder's rendering, runs/features/fer2013/train.npz), as eval_lstm
+scores them. The paired difference is the small-face loss.
+
+    python -m benchmarks.small_face_gap --images 490 --set crop_scale=1.8 --set crop_scale=2.4
+    # -> docs/results/small_face_gap.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def validation_images(features: Path, classes: list[str], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, object]:
+    """Indices into train.npz of up to n images of the landmark model's validation share
+    (train_lstm.holdout, seed 0), balanced over classes, and the split."""
+    from facephi_ros.data.feature_files import load_split
+    from training.train_lstm import holdout
+
+    data = load_split(features, "train", classes, views=True)
+    _, val_idx = holdout(data.found, data.found_any, 0.1, np.random.default_rng(0))
+    rng = np.random.default_rng(seed)
+    per = int(np.ceil(n / len(classes)))
+    pick = []
+    for k in range(len(classes)):
+        members = val_idx[data.labels[val_idx] == k]
+        pick += list(rng.permutation(members)[:per])
+    pick = np.sort(np.array(pick))
+    return pick, data.labels[pick], data
+
+
+def offline_predictions(model, data, idx: np.ndarray) -> np.ndarray:
+    from training.train_lstm import stream_probs
+
+    probs = stream_probs(model, torch.from_numpy(data.norm_landmarks[idx]), torch.from_numpy(data.blendshapes[idx]),
+                         model.cfg.window)
+    return probs.argmax(1)
+
+
+def small_face_predictions(paths: list[str], root: Path, frames: int, settings: dict, model_dir=None,
+                           seed: int = 0) -> tuple[np.ndarray, float]:
+    """(prediction per image (-1: no face in the last frame), ms per frame) with the
+    MultiFaceLandmarker built with `settings` (MultiFaceConfig fields)."""
+    from facephi_ros.bags.make import StreamSpec, _frame, _small_face_placer
+    from facephi_ros.emotion.estimator import EmotionEstimator
+    from facephi_ros.emotion.label_rule import LabelRuleConfig
+    from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
+    from benchmarks.faces import data_dir
+
+    spec = StreamSpec(canvas=(640, 480), face_px=(48, 64), background=str(data_dir() / "faces" / "no_face.mp4"),
+                      face_moves=True, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    place = _small_face_placer(spec, rng)
+    est = EmotionEstimator(model_dir, label_rule=LabelRuleConfig(0, 0, 0))
+    cfg = dataclasses.replace(MultiFaceConfig(), **{**node_settings(), **settings})
+    preds, spent = np.full(len(paths), -1), []
+    with MultiFaceLandmarker(config=cfg) as mf:
+        for i, p in enumerate(tqdm(paths, desc=" ".join(f"{k}={v}" for k, v in settings.items()) or "default",
+                                   unit="image")):
+            canvas = place(str(root / p), i)
+            mf.reset()
+            est.reset()
+            last = None
+            for k in range(frames):
+                rgb = np.ascontiguousarray(_frame(canvas, rng, spec)[:, :, ::-1])
+                t0 = time.perf_counter()
+                meshes = mf.detect(rgb, timestamp_ms=k * 1000 / 30)
+                spent.append(time.perf_counter() - t0)
+                if not meshes:
+                    last = None
+                    continue
+                m = meshes[0]
+                out = est.update([(0, m.landmarks, m.blendshapes, m.matrix)], rgb.shape[1], rgb.shape[0], k / 30, now=k / 30)
+                last = int(out[0].probs.argmax())
+            preds[i] = -1 if last is None else last
+    return preds, 1000 * float(np.median(spent))
+
+
+def node_settings() -> dict:
+    """The MultiFaceConfig the face-mesh node builds from config/facephi.yaml."""
+    import yaml
+
+    p = yaml.safe_load((REPO / "config" / "facephi.yaml").read_text())["face_mesh"]["ros__parameters"]
+    return {"max_faces": p["num_faces"], "min_face_px": p["min_face_px"], "min_detection_confidence": p["new_face_confidence"],
+            "min_presence_confidence": p["min_presence_confidence"], "confirm_confidence": p["confirm_confidence"]}
+
+
+def resampled_offline_predictions(model, paths: list[str], root: Path, seed: int = 0) -> np.ndarray:
+    """The offline pipeline (the dataset builder's rendering, one landmarker pass, eval_lstm's
+    stream) on each image after it was redrawn as the bag draws a small face, without the room
+    or the node: resampled to a width in 48-64 px (bicubic) and moved by a sub-pixel jitter
+    (bilinear). What this loses against the clean rendering is lost before any crop or tracking."""
+    import cv2
+
+    from facephi_ros.data.image_folder import camera_resample
+    from facephi_ros.features.normalize import normalize_landmarks
+    from facephi_ros.landmarks.landmarker import Landmarker, prepare_small_image
+    from training.train_lstm import stream_probs
+
+    rng = np.random.default_rng(seed)
+    preds = np.full(len(paths), -1)
+    with Landmarker(num_faces=1, video=False) as lm:
+        for i, p in enumerate(tqdm(paths, desc="offline, resampled", unit="image")):
+            g = cv2.imread(str(root / p), cv2.IMREAD_GRAYSCALE)
+            img = camera_resample(np.repeat(g[:, :, None], 3, 2), int(rng.uniform(48, 64)), float(rng.uniform(-1, 1)))
+            found = lm.detect(prepare_small_image(img))
+            if found:
+                f = found[0]
+                n = normalize_landmarks(f.landmarks[None], f.matrix[None]).astype(np.float32)
+                preds[i] = int(stream_probs(model, torch.from_numpy(n), torch.from_numpy(f.blendshapes[None].astype(np.float32)),
+                                            model.cfg.window).argmax(1)[0])
+    return preds
+
+
+def rescore_with_fresh_windows(bag: Path, recorded: Path) -> dict:
+    """The landmarks a small-face bag replay recorded (/facephi/faces), read again by the
+    shipped model with a fresh window per image (after the cross-fade) and scored like the bag
+    (the majority over each segment's second half, the model's top class): whether carrying the
+    window across image changes is what the bag loses. Reads a test-split bag already evaluated
+    (benchmarks/faces --only bag --keep ...): a diagnosis, no setting is chosen from it."""
+    from collections import Counter, defaultdict
+
+    from facephi_ros.bags.io import GT_TOPIC, BagReader, stamp_ns
+    from facephi_ros.emotion.estimator import EmotionEstimator
+    from facephi_ros.emotion.label_rule import LabelRuleConfig
+
+    truth = {}
+    with BagReader(bag) as r:
+        for _, _, _, _, m in r.messages([GT_TOPIC]):
+            truth[stamp_ns(m.header)] = (list(m.class_names).index(m.label), int(m.face_id))
+    frames = {}
+    with BagReader(recorded) as r:
+        for _, _, _, _, m in r.messages(["/facephi/faces"]):
+            frames[stamp_ns(m.header)] = [(np.asarray(f.landmarks, np.float32).reshape(-1, 3), np.asarray(f.blendshapes, np.float32),
+                                           np.asarray(f.transformation_matrix).reshape(4, 4), f.image_width, f.image_height)
+                                          for f in m.faces]
+    segs = defaultdict(list)
+    for s in sorted(truth):
+        segs[truth[s][1]].append(s)
+    est = EmotionEstimator(label_rule=LabelRuleConfig(0, 0, 0))
+    correct = no_face = 0
+    for ss in tqdm(segs.values(), desc="fresh windows", unit="segment"):
+        label = Counter(truth[s][0] for s in ss).most_common(1)[0][0]
+        tail = set(ss[len(ss) // 2:])
+        est.reset()
+        votes = Counter()
+        for k, s in enumerate(ss[3:]):  # after the cross-fade (0.1 s)
+            if not frames.get(s):
+                continue
+            lm, bs, mat, w, h = frames[s][0]
+            out = est.update([(0, lm, bs, mat)], w, h, k / 30, now=k / 30)
+            if s in tail:
+                votes[int(out[0].probs.argmax())] += 1
+        if not votes:
+            no_face += 1
+        correct += int(bool(votes) and votes.most_common(1)[0][0] == label)
+    return {"segments": len(segs), "fresh_window_segment_acc": round(correct / len(segs), 4),
+            "segments_without_face_in_second_half": no_face, "bag": str(bag), "recorded": str(recorded)}
+
+
+def parse_setting(s: str) -> dict:
+    """'crop_scale=2.4,crop_px=256' -> MultiFaceConfig fields with their own types."""
+    from facephi_ros.landmarks.multiface import MultiFaceConfig
+
+    defaults = MultiFaceConfig()
+    out = {}
+    for part in filter(None, s.split(",")):
+        k, v = part.split("=")
+        out[k] = type(getattr(defaults, k))(float(v))
+    return out
+
+
+def main(argv=None) -> int:
+    from facephi_ros.emotion.estimator import DEFAULT_MODEL_DIR
+    from facephi_ros.evaluation.metrics import command_line, write_result
+    from facephi_ros.models.lstm import load_model
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=490)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--set", action="append", default=[], help="MultiFaceConfig fields, e.g. crop_scale=2.4,crop_px=256 "
+                                                                "(repeatable: one run each; the default always runs)")
+    ap.add_argument("--model", type=Path, default=None, help="emotion model folder (default: the shipped one)")
+    ap.add_argument("--features", type=Path, default=REPO / "runs/features/fer2013")
+    ap.add_argument("--root", type=Path, default=REPO.parent / "shared/data/fer2013")
+    ap.add_argument("--out", type=Path, default=REPO / "docs/results/small_face_gap.json")
+    ap.add_argument("--rescore-bag", nargs=2, type=Path, metavar=("BAG", "RECORDED"),
+                    help="only re-read a replayed small-face bag's recorded landmarks with fresh windows "
+                         "(e.g. runs/bags/fer2013_test_small_faces_100pc runs/bags/eval_small_faces/recorded)")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if a.rescore_bag:
+        res = rescore_with_fresh_windows(*a.rescore_bag)
+        print(json.dumps(res))
+        return 0
+    model, _ = load_model(a.model or DEFAULT_MODEL_DIR)
+    idx, labels, data = validation_images(a.features, list(model.cfg.classes), a.images)
+    offline = offline_predictions(model, data, idx)
+    off_acc = float((offline == labels).mean())
+    print(f"offline: {off_acc:.4f} on {len(idx)} held-out training images")
+    res = resampled_offline_predictions(model, [str(p) for p in data.paths[idx]], a.root)
+    r_acc = float((res == labels).mean())
+    print(f"offline, resampled as the bag draws a small face: {r_acc:.4f}")
+    runs = {}
+    for s in [""] + a.set:
+        settings = parse_setting(s)
+        pred, ms = small_face_predictions([str(p) for p in data.paths[idx]], a.root, a.frames, settings, a.model)
+        acc = float((pred == labels).mean())
+        both = (pred >= 0)
+        runs[s or "default"] = {"acc": round(acc, 4), "gap_points": round(100 * (off_acc - acc), 2),
+                                "found": round(float(both.mean()), 4),
+                                "acc_where_found": round(float((pred[both] == labels[both]).mean()), 4),
+                                "offline_acc_where_found": round(float((offline[both] == labels[both]).mean()), 4),
+                                "agreement_with_offline": round(float((pred[both] == offline[both]).mean()), 4),
+                                "ms_per_frame_p50": round(ms, 2)}
+        print(s or "default", runs[s or "default"])
+    write_result(a.out, {"offline_acc": round(off_acc, 4), "offline_resampled_acc": round(r_acc, 4),
+                         "offline_resampled_gap_points": round(100 * (off_acc - r_acc), 2),
+                         "model": str(a.model) if a.model else "the shipped lstm_fer7",
+                         "images": int(len(idx)), "frames": a.frames,
+                         "split": "train (the landmark model's held-out validation share)", "runs": runs,
+                         "command": command_line("python -m benchmarks.small_face_gap", argv)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
