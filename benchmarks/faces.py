@@ -18,7 +18,7 @@
 7. emotion on small faces: a labelled bag of FER2013 test faces at 48-64 px inside 640x480
    frames, replayed through the face mesh and the emotion node, against the same images'
    offline figure.
---only group-video / --only bag runs that part alone and merges it into the existing results.
+--only group-video / --only bag / --only entry / --only cost runs that part alone and merges it into the existing results.
 Faces: the ten people of the photos in ../shared/data/faces and FER2013 test images that the
 offline pipeline finds a face in (FER2013 holds some images with no usable face: a face no
 landmark pipeline can read is not counted against finding).
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=REPO / "runs" / "bags")
     ap.add_argument("--moving-bag", action="store_true", help="also a small-face bag whose face jumps to a new place per image")
     ap.add_argument("--keep-bag", action="store_true", help="no new bag replay: keep the bag figures already in --out")
-    ap.add_argument("--only", choices=["group-video", "bag", "entry"], default=None,
+    ap.add_argument("--only", choices=["group-video", "bag", "entry", "cost"], default=None,
                     help="only this part, merged into the existing --out (its command is recorded beside it)")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/faces.json")
     a = ap.parse_args(argv)
@@ -141,6 +141,12 @@ def main(argv=None) -> int:
     with MultiFaceLandmarker(config=MultiFaceConfig(min_face_px=24)) as mf:
         res["group_photo_found"] = len(mf.detect(group))
         real = scenes.real_faces(faces_dir, lambda im: (mf.reset(), mf.detect(im))[1])
+    if a.only == "cost":
+        old = json.loads(a.out.read_text())
+        old.update(cost_by_faces(real, scenes.backgrounds(faces_dir / "no_face.mp4", (640, 480))[0], rng, node_defaults))
+        old["cost_command"] = command_line("python -m benchmarks.faces", argv)
+        write_result(a.out, old)
+        return 0
     with Landmarker(num_faces=8, video=False) as lm:
         res["group_photo_found_whole_frame_detector"] = len(lm.detect(group))
     print(f"group photo: {res['group_photo_found']} of 5 (whole-frame detector: {res['group_photo_found_whole_frame_detector']})")
@@ -210,23 +216,7 @@ def main(argv=None) -> int:
     res.update(entry_latency(pool, bg640, rng, async_cfg))
 
     # 5. cost against the number of faces (tracked, between scans)
-    ms = {}
-    steady = MultiFaceConfig(**{**node_defaults.__dict__, "detect_period_s": 1000.0})
-    for n in range(1, 6):
-        chosen = real[:n]
-        out = None
-        while out is None:
-            out = scenes.compose(rng, bg640[0], chosen, [90.0] * n)
-        frame, boxes = out
-        with MultiFaceLandmarker(config=steady) as mf:
-            times = [dt for k, (found, _, dt) in enumerate(follow(mf, FaceTracker(), [frame] * 40, paced=False)) if k >= 5]
-            assert len(mf.detect(frame, 1e9)) == n, f"{n} faces composed, {len(mf.regions)} followed"
-        ms[str(n)] = round(1000 * float(np.median(times)), 2)
-    slope = float(np.polyfit(np.arange(1, 6), [ms[str(n)] for n in range(1, 6)], 1)[0])
-    res["ms_per_frame_by_faces"] = ms
-    res["ms_per_extra_face"] = round(slope, 2)
-    res["fps_5_faces"] = round(1000 / ms["5"], 1)
-    print("ms by faces:", ms, "per extra face", res["ms_per_extra_face"])
+    res.update(cost_by_faces(real, bg640[0], rng, node_defaults))
 
     # 6. one face through the node
     bench = REPO / "docs/results/landmark_bench.json"
@@ -249,6 +239,31 @@ def main(argv=None) -> int:
     res["command"] = command_line("python -m benchmarks.faces", argv)
     write_result(a.out, res)
     return 0
+
+
+def cost_by_faces(real, background, rng, node_defaults) -> dict:
+    """Landmarking time per frame with 1-5 tracked 90 px faces (between scans): the slope is
+    the cost of each extra face."""
+    from facephi_ros.evaluation import scenes
+    from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
+    from facephi_ros.landmarks.tracker import FaceTracker
+
+    ms = {}
+    steady = MultiFaceConfig(**{**node_defaults.__dict__, "detect_period_s": 1000.0})
+    for n in range(1, 6):
+        chosen = real[:n]
+        out = None
+        while out is None:
+            out = scenes.compose(rng, background, chosen, [90.0] * n)
+        frame, boxes = out
+        with MultiFaceLandmarker(config=steady) as mf:
+            times = [dt for k, (found, _, dt) in enumerate(follow(mf, FaceTracker(), [frame] * 40, paced=False)) if k >= 5]
+            assert len(mf.detect(frame, 1e9)) == n, f"{n} faces composed, {len(mf.regions)} followed"
+        ms[str(n)] = round(1000 * float(np.median(times)), 2)
+    slope = float(np.polyfit(np.arange(1, 6), [ms[str(n)] for n in range(1, 6)], 1)[0])
+    res = {"ms_per_frame_by_faces": ms, "ms_per_extra_face": round(slope, 2), "fps_5_faces": round(1000 / ms["5"], 1)}
+    print("ms by faces:", ms, "per extra face", res["ms_per_extra_face"])
+    return res
 
 
 def entry_latency(pool, bg640, rng, async_cfg) -> dict:

@@ -206,3 +206,14 @@ def test_small_faces_bag_shows_each_face_small_in_a_room(faces_dir, tmp_path):
         found = mf.detect(np.ascontiguousarray(first))
     assert len(found) == 1, f"{len(found)} faces found"
     assert 30 <= found[0].bbox[2] <= 90, found[0].bbox  # a small face (the mesh box of a 48-64 px image)
+
+
+def test_median_ms_warms_up_then_times_each_call_with_its_index():
+    """The timing helper of the cost figures: warm-up calls first, then one timed call per index
+    (so a caller can time a different real input per call), the median in milliseconds."""
+    from facephi_ros.evaluation.metrics import median_ms
+
+    calls = []
+    ms = median_ms(lambda k: calls.append(k) or sum(range(20000)), repeats=7, warmup=3)
+    assert calls == [0, 1, 2] + list(range(7))
+    assert 0 < ms < 1000

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ import torch
 
 from facephi_ros.data.feature_files import load_appearance, load_split
 from facephi_ros.data.sequences import mean_over_found
-from facephi_ros.evaluation.metrics import classification_report, command_line, plot_confusion, write_result
+from facephi_ros.evaluation.metrics import classification_report, command_line, median_ms, plot_confusion, write_result
 from facephi_ros.models.lstm import load_model
 from training.train_lstm import stream_probs
 
@@ -109,14 +108,7 @@ def cnn_costs(features: Path, root: Path, threads=(2, 1), n: int = 300) -> list[
         torch.set_num_threads(t)
         out = {}
         for name, m in (("node", fast), ("float", flt)):
-            for img, l in frames[:20]:
-                m(img, [l])
-            ts = []
-            for img, l in frames:
-                t0 = time.perf_counter()
-                m(img, [l])
-                ts.append(time.perf_counter() - t0)
-            out[name] = round(1000 * float(np.median(ts)), 2)
+            out[name] = round(median_ms(lambda k: m(frames[k][0], [frames[k][1]]), len(frames)), 2)
         results.append({"ms_per_face": out["node"], "precision": fast.precision, "ms_per_face_float": out["float"],
                         "ratio_to_float": round(out["node"] / out["float"], 3), "threads": t, "faces": len(frames)})
     return results

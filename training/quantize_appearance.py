@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 
 from facephi_ros.appearance.model import AppearanceModel, default_path
 from facephi_ros.appearance.quantized import FLOAT_MODULES, int8_path, quantize, save_int8
-from facephi_ros.evaluation.metrics import command_line, write_result
+from facephi_ros.evaluation.metrics import command_line, median_ms, write_result
 from facephi_ros.models.pixel_teacher import standardise
 from training.train_appearance import split_crops
 
@@ -30,16 +29,9 @@ PROG = "python -m training.quantize_appearance"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def median_ms(fn, x, repeats: int = 300) -> float:
+def net_ms(net, x) -> float:
     with torch.inference_mode():
-        for _ in range(30):
-            fn(x)
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn(x)
-            ts.append(time.perf_counter() - t)
-    return round(float(np.median(ts)) * 1000, 3)
+        return round(median_ms(lambda _: net(x), warmup=30), 3)
 
 
 def main(argv=None) -> int:
@@ -68,7 +60,7 @@ def main(argv=None) -> int:
     cost = {}
     for th in (1, 2):
         torch.set_num_threads(th)
-        cost[f"threads_{th}"] = {"float_ms": median_ms(flt.net, x1), "int8_ms": median_ms(i8.net, x1)}
+        cost[f"threads_{th}"] = {"float_ms": net_ms(flt.net, x1), "int8_ms": net_ms(i8.net, x1)}
         cost[f"threads_{th}"]["ratio"] = round(cost[f"threads_{th}"]["int8_ms"] / cost[f"threads_{th}"]["float_ms"], 3)
     result = {
         "weights": str(a.weights.relative_to(REPO)) if a.weights.is_relative_to(REPO) else str(a.weights),

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from facephi_ros.data.image_folder import index_split
-from facephi_ros.evaluation.metrics import classification_report, command_line, plot_confusion, write_result
+from facephi_ros.evaluation.metrics import classification_report, command_line, median_ms, plot_confusion, write_result
 from facephi_ros.models.pixel_teacher import (
     CLASSES,
     INPUT_SIZE,
@@ -138,14 +138,7 @@ def ms_per_face(model: PixelTeacher, mirror: bool, repeats: int = 300) -> dict:
     x = torch.from_numpy(rng.normal(size=(1, 1, INPUT_SIZE, INPUT_SIZE)).astype(np.float32))
 
     def timed(fn) -> float:
-        for _ in range(20):
-            fn()
-        ts = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-        return round(float(np.median(ts)) * 1000, 3)
+        return round(median_ms(lambda _: fn(), repeats), 3)
 
     with torch.no_grad():
         net = timed(lambda: cpu.forward_mirrored(x) if mirror else cpu(x))

@@ -1,6 +1,7 @@
 """Classification and stream metrics, and the plots evaluations write."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -133,3 +134,16 @@ def plot_timeline(times_s, series: dict[str, list], classes: list[str], path: st
     ax.legend(loc="upper right", fontsize=7)
     ax.set_title(title, fontsize=9)
     return _save(fig, path)
+
+
+def median_ms(fn, repeats: int = 300, warmup: int = 20) -> float:
+    """Median wall time in ms of fn(k) for k in range(repeats), after fn(k) for k in range(warmup)
+    (k lets a caller time a different input per call)."""
+    for k in range(warmup):
+        fn(k)
+    ts = []
+    for k in range(repeats):
+        t = time.perf_counter()
+        fn(k)
+        ts.append(time.perf_counter() - t)
+    return 1000 * float(np.median(ts))
