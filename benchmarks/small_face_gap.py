@@ -107,25 +107,20 @@ def resampled_offline_predictions(model, paths: list[str], root: Path, seed: int
     stream) on each image after it was redrawn as the bag draws a small face, without the room
     or the node: resampled to a width in 48-64 px (bicubic) and moved by a sub-pixel jitter
     (bilinear). What this loses against the clean rendering is lost before any crop or tracking."""
-    import cv2
-
-    from facephi_ros.data.image_folder import camera_resample
+    from facephi_ros.data.image_folder import View, extract_one
     from facephi_ros.features.normalize import normalize_landmarks
-    from facephi_ros.landmarks.landmarker import Landmarker, prepare_small_image
+    from facephi_ros.landmarks.landmarker import Landmarker
     from training.train_lstm import stream_probs
 
     rng = np.random.default_rng(seed)
     preds = np.full(len(paths), -1)
     with Landmarker(num_faces=1, video=False) as lm:
         for i, p in enumerate(tqdm(paths, desc="offline, resampled", unit="image")):
-            g = cv2.imread(str(root / p), cv2.IMREAD_GRAYSCALE)
-            img = camera_resample(np.repeat(g[:, :, None], 3, 2), int(rng.uniform(48, 64)), float(rng.uniform(-1, 1)))
-            found = lm.detect(prepare_small_image(img))
+            view = View("redrawn", resample_px=int(rng.uniform(48, 64)), shift_px=float(rng.uniform(-1, 1)))
+            found, lms, bs, mat = extract_one(lm, str(root / p), view=view)
             if found:
-                f = found[0]
-                n = normalize_landmarks(f.landmarks[None], f.matrix[None]).astype(np.float32)
-                preds[i] = int(stream_probs(model, torch.from_numpy(n), torch.from_numpy(f.blendshapes[None].astype(np.float32)),
-                                            model.cfg.window).argmax(1)[0])
+                n = normalize_landmarks(lms[None], mat[None]).astype(np.float32)
+                preds[i] = int(stream_probs(model, torch.from_numpy(n), torch.from_numpy(bs[None]), model.cfg.window).argmax(1)[0])
     return preds
 
 
