@@ -243,26 +243,36 @@ def main(argv=None) -> int:
 
 def cost_by_faces(real, background, rng, node_defaults) -> dict:
     """Landmarking time per frame with 1-5 tracked 90 px faces (between scans): the slope is
-    the cost of each extra face."""
+    the cost of each extra face. Measured with the node's landmark_threads and, in the same run
+    on the same frames, with one thread (the faces one after another) as the baseline."""
     from facephi_ros.evaluation import scenes
     from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
     from facephi_ros.landmarks.tracker import FaceTracker
 
-    ms = {}
-    steady = MultiFaceConfig(**{**node_defaults.__dict__, "detect_period_s": 1000.0})
+    frames = []
     for n in range(1, 6):
-        chosen = real[:n]
         out = None
         while out is None:
-            out = scenes.compose(rng, background, chosen, [90.0] * n)
-        frame, boxes = out
-        with MultiFaceLandmarker(config=steady) as mf:
-            times = [dt for k, (found, _, dt) in enumerate(follow(mf, FaceTracker(), [frame] * 40, paced=False)) if k >= 5]
-            assert len(mf.detect(frame, 1e9)) == n, f"{n} faces composed, {len(mf.regions)} followed"
-        ms[str(n)] = round(1000 * float(np.median(times)), 2)
-    slope = float(np.polyfit(np.arange(1, 6), [ms[str(n)] for n in range(1, 6)], 1)[0])
-    res = {"ms_per_frame_by_faces": ms, "ms_per_extra_face": round(slope, 2), "fps_5_faces": round(1000 / ms["5"], 1)}
-    print("ms by faces:", ms, "per extra face", res["ms_per_extra_face"])
+            out = scenes.compose(rng, background, real[:n], [90.0] * n)
+        frames.append(out[0])
+
+    def per_frame_ms(threads: int, n: int) -> float:
+        cfg = MultiFaceConfig(**{**node_defaults.__dict__, "detect_period_s": 1000.0, "landmark_threads": threads})
+        with MultiFaceLandmarker(config=cfg) as mf:
+            times = [dt for k, (found, _, dt) in enumerate(follow(mf, FaceTracker(), [frames[n - 1]] * 40, paced=False))
+                     if k >= 5]
+            assert len(mf.detect(frames[n - 1], 1e9)) == n, f"{n} faces composed, {len(mf.regions)} followed"
+        return round(1000 * float(np.median(times)), 2)
+
+    res: dict = {}
+    for threads, key in ((1, "_one_thread"), (node_defaults.landmark_threads, "")):
+        ms = {str(n): per_frame_ms(threads, n) for n in range(1, 6)}
+        slope = float(np.polyfit(np.arange(1, 6), [ms[str(n)] for n in range(1, 6)], 1)[0])
+        res.update({f"ms_per_frame_by_faces{key}": ms, f"ms_per_extra_face{key}": round(slope, 2),
+                    f"fps_5_faces{key}": round(1000 / ms["5"], 1)})
+        print(f"ms by faces, {threads} landmark thread(s):", ms, "per extra face", res[f"ms_per_extra_face{key}"])
+    res["landmark_threads"] = node_defaults.landmark_threads
+    res["ms_per_extra_face_ratio_to_one_thread"] = round(res["ms_per_extra_face"] / res["ms_per_extra_face_one_thread"], 3)
     return res
 
 

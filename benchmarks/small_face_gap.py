@@ -99,7 +99,8 @@ def node_settings() -> dict:
 
     p = yaml.safe_load((REPO / "config" / "facephi.yaml").read_text())["face_mesh"]["ros__parameters"]
     return {"max_faces": p["num_faces"], "min_face_px": p["min_face_px"], "min_detection_confidence": p["new_face_confidence"],
-            "min_presence_confidence": p["min_presence_confidence"], "confirm_confidence": p["confirm_confidence"]}
+            "min_presence_confidence": p["min_presence_confidence"], "confirm_confidence": p["confirm_confidence"],
+            "landmark_threads": p["landmark_threads"]}
 
 
 def resampled_offline_predictions(model, paths: list[str], root: Path, seed: int = 0) -> np.ndarray:

@@ -170,3 +170,25 @@ def box_overlap(a, b) -> float:
     from facephi_ros.landmarks.multiface import box_iou
 
     return box_iou(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def test_faces_landmarked_side_by_side_match_one_after_another(faces_dir):
+    """landmark_threads > 1 landmarks the faces of a frame on several threads, each with a
+    landmarker of its own: the group photo followed for a few frames gives the same faces, in
+    the same order, with the same landmarks as one thread does, and every crop is counted."""
+    from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
+
+    img = cv2.cvtColor(cv2.imread(str(faces_dir / "multi_face.jpg")), cv2.COLOR_BGR2RGB)
+    runs = {}
+    for threads in (1, 3):
+        with MultiFaceLandmarker(config=MultiFaceConfig(min_face_px=24, landmark_threads=threads)) as mf:
+            frames = [mf.detect(img, 1000.0 * k) for k in range(4)]  # a scan on the first, then tracking
+            runs[threads] = (frames, dict(mf.stats))
+    (one, stats1), (side, stats3) = runs[1], runs[3]
+    assert [len(f) for f in one] == [5, 5, 5, 5]
+    assert [len(f) for f in side] == [5, 5, 5, 5]
+    for a, b in zip(one, side):
+        for m, n in zip(a, b):
+            np.testing.assert_allclose(m.landmarks, n.landmarks, atol=1e-5)
+            np.testing.assert_allclose(m.blendshapes, n.blendshapes, atol=1e-5)
+    assert stats3["crops"] == stats1["crops"] >= 20
