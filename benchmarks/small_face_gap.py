@@ -58,7 +58,7 @@ def small_face_predictions(paths: list[str], root: Path, frames: int, settings: 
                            seed: int = 0) -> tuple[np.ndarray, float]:
     """(prediction per image (-1: no face in the last frame), ms per frame) with the
     MultiFaceLandmarker built with `settings` (MultiFaceConfig fields)."""
-    from facephi_ros.bags.make import StreamSpec, _frame, _small_face_placer
+    from facephi_ros.bags.make import StreamSpec, camera_jitter, small_face_placer
     from facephi_ros.emotion.estimator import EmotionEstimator
     from facephi_ros.emotion.label_rule import LabelRuleConfig
     from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
@@ -67,7 +67,7 @@ def small_face_predictions(paths: list[str], root: Path, frames: int, settings: 
     spec = StreamSpec(canvas=(640, 480), face_px=(48, 64), background=str(data_dir() / "faces" / "no_face.mp4"),
                       face_moves=True, seed=seed)
     rng = np.random.default_rng(seed + 1)
-    place = _small_face_placer(spec, rng)
+    place = small_face_placer(spec, rng)
     est = EmotionEstimator(model_dir, label_rule=LabelRuleConfig(0, 0, 0))
     cfg = dataclasses.replace(MultiFaceConfig(), **{**node_settings(), **settings})
     preds, spent = np.full(len(paths), -1), []
@@ -79,7 +79,7 @@ def small_face_predictions(paths: list[str], root: Path, frames: int, settings: 
             est.reset()
             last = None
             for k in range(frames):
-                rgb = np.ascontiguousarray(_frame(canvas, rng, spec)[:, :, ::-1])
+                rgb = np.ascontiguousarray(camera_jitter(canvas, rng, spec)[:, :, ::-1])
                 t0 = time.perf_counter()
                 meshes = mf.detect(rgb, timestamp_ms=k * 1000 / 30)
                 spent.append(time.perf_counter() - t0)
@@ -131,11 +131,12 @@ def rescore_with_fresh_windows(bag: Path, recorded: Path) -> dict:
     (the majority over each segment's second half, the model's top class): whether carrying the
     window across image changes is what the bag loses. Reads a test-split bag already evaluated
     (benchmarks/faces --only bag --keep ...): a diagnosis, no setting is chosen from it."""
-    from collections import Counter, defaultdict
+    from collections import defaultdict
 
     from facephi_ros.bags.io import GT_TOPIC, BagReader, stamp_ns
     from facephi_ros.emotion.estimator import EmotionEstimator
     from facephi_ros.emotion.label_rule import LabelRuleConfig
+    from facephi_ros.evaluation.bag_metrics import segment_labels
 
     truth = {}
     with BagReader(bag) as r:
@@ -148,27 +149,22 @@ def rescore_with_fresh_windows(bag: Path, recorded: Path) -> dict:
                                            np.asarray(f.transformation_matrix).reshape(4, 4), f.image_width, f.image_height)
                                           for f in m.faces]
     segs = defaultdict(list)
-    for s in sorted(truth):
+    stamps = sorted(truth)
+    for s in stamps:
         segs[truth[s][1]].append(s)
     est = EmotionEstimator(label_rule=LabelRuleConfig(0, 0, 0))
-    correct = no_face = 0
+    pred = {}  # the model's top class per frame, with a fresh window per segment
     for ss in tqdm(segs.values(), desc="fresh windows", unit="segment"):
-        label = Counter(truth[s][0] for s in ss).most_common(1)[0][0]
-        tail = set(ss[len(ss) // 2:])
         est.reset()
-        votes = Counter()
         for k, s in enumerate(ss[3:]):  # after the cross-fade (0.1 s)
-            if not frames.get(s):
-                continue
-            lm, bs, mat, w, h = frames[s][0]
-            out = est.update([(0, lm, bs, mat)], w, h, k / 30, now=k / 30)
-            if s in tail:
-                votes[int(out[0].probs.argmax())] += 1
-        if not votes:
-            no_face += 1
-        correct += int(bool(votes) and votes.most_common(1)[0][0] == label)
-    return {"segments": len(segs), "fresh_window_segment_acc": round(correct / len(segs), 4),
-            "segments_without_face_in_second_half": no_face, "bag": str(bag), "recorded": str(recorded)}
+            if frames.get(s):
+                lm, bs, mat, w, h = frames[s][0]
+                pred[s] = int(est.update([(0, lm, bs, mat)], w, h, k / 30, now=k / 30)[0].probs.argmax())
+    seg_true, seg_pred = segment_labels([pred.get(s, -1) for s in stamps], [truth[s][0] for s in stamps],
+                                        [truth[s][1] for s in stamps])
+    correct = sum(int(p == t) for p, t in zip(seg_pred, seg_true))
+    return {"segments": len(seg_true), "fresh_window_segment_acc": round(correct / len(seg_true), 4),
+            "segments_without_face_in_second_half": seg_pred.count(-1), "bag": str(bag), "recorded": str(recorded)}
 
 
 def parse_setting(s: str) -> dict:

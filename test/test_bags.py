@@ -54,6 +54,21 @@ def test_score_on_a_known_case():
     assert r["flips_per_min"] == pytest.approx(180.0)
 
 
+def test_segment_labels_vote_over_each_segments_second_half():
+    """Per segment: the truth's majority, and the majority of the predictions in its second half
+    (the first half is the model's time to react; frames without a prediction do not vote, and a
+    segment with none in its second half is -1)."""
+    from facephi_ros.evaluation.bag_metrics import segment_labels
+
+    pred = [1, 1, 1, 0, 0, 2, 2, 2, -1, -1, 0, 1, 1, 1]
+    gt = [0] * 5 + [2] * 5 + [1] * 4
+    seg = [7] * 5 + [3] * 5 + [9] * 4
+    # segment 7: second half (frames 2-4) votes 1, 0, 0 -> 0; segment 3: frames 7-9 vote 2 (two without a
+    # prediction); segment 9: frames 12-13 vote 1
+    assert segment_labels(pred, gt, seg) == ([0, 2, 1], [0, 2, 1])
+    assert segment_labels([0, 0, -1, -1], [1, 1, 1, 1], [5] * 4) == ([1], [-1])
+
+
 @pytest.fixture(scope="module")
 def posed_folder(tmp_path_factory, faces_dir):
     root = tmp_path_factory.mktemp("posed")

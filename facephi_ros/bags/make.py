@@ -108,7 +108,9 @@ def choose_images(root, split: str, spec: StreamSpec):
     return idx, order
 
 
-def _frame(img: np.ndarray, rng, spec: StreamSpec) -> np.ndarray:
+def camera_jitter(img: np.ndarray, rng, spec: StreamSpec) -> np.ndarray:
+    """One camera frame of a still picture: a small random zoom and shift (spec.jitter_scale,
+    spec.jitter_px), bilinear."""
     h, w = img.shape[:2]
     s = 1 + spec.jitter_scale * rng.standard_normal()
     dx, dy = spec.jitter_px * rng.standard_normal(2)
@@ -124,7 +126,7 @@ def load_bgr(path: str) -> np.ndarray:
         raise BagError(str(e)) from None
 
 
-def _small_face_placer(spec: StreamSpec, rng):
+def small_face_placer(spec: StreamSpec, rng):
     """img(path, segment) -> a BGR canvas with the image pasted at a random width in face_px."""
     from ..evaluation.scenes import FaceSample, backgrounds, paste
 
@@ -167,18 +169,18 @@ def bag_from_images(root: str | Path, split: str, out: str | Path, spec: StreamS
         c_img = w.add_connection(IMAGE_TOPIC, "sensor_msgs/msg/Image", typestore=ts)
         c_gt = w.add_connection(GT_TOPIC, "facephi_ros/msg/EmotionEstimate", typestore=ts)
         prev = None
-        place = _small_face_placer(spec, rng) if spec.canvas[0] > 0 else None
+        place = small_face_placer(spec, rng) if spec.canvas[0] > 0 else None
         for seg, i in enumerate(tqdm(order, desc=f"{split} images -> bag", unit="segment")):
             img = load_bgr(idx.paths[i]) if place is None else place(idx.paths[i], seg)
             label = int(idx.labels[i])
             for k in range(hold):
-                frame = _frame(img, rng, spec)
+                frame = camera_jitter(img, rng, spec)
                 shown = label
                 if prev is not None and k < fade:
                     a = (k + 1) / (fade + 1)
                     pimg, plabel = prev
                     if pimg.shape == frame.shape:
-                        frame = cv2.addWeighted(_frame(pimg, rng, spec), 1 - a, frame, a, 0)
+                        frame = cv2.addWeighted(camera_jitter(pimg, rng, spec), 1 - a, frame, a, 0)
                     shown = label if a >= 0.5 else plabel
                 t = T0_NS + int(round(n * 1e9 / spec.rate))
                 w.write(c_img, t, ts.serialize_cdr(_image_msg(ts, frame, t), "sensor_msgs/msg/Image"))

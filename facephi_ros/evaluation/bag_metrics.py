@@ -41,6 +41,21 @@ def per_frame(estimates: list, classes: list[str]) -> tuple[dict, dict]:
     return published, top
 
 
+def segment_labels(pred: list[int], gt: list[int], segment: list) -> tuple[list[int], list[int]]:
+    """(true label, predicted label) per segment, from per-frame predictions (-1: none), truths and
+    segment ids in time order: the truth's majority over the segment, and the majority of the
+    predictions over its second half (after the model had time to react; -1 when it has none)."""
+    segs: dict = {}
+    for i, k in enumerate(segment):
+        segs.setdefault(k, []).append(i)
+    seg_true, seg_pred = [], []
+    for idx in segs.values():
+        votes = Counter(pred[i] for i in idx[len(idx) // 2:] if pred[i] >= 0)
+        seg_true.append(Counter(gt[i] for i in idx).most_common(1)[0][0])
+        seg_pred.append(votes.most_common(1)[0][0] if votes else -1)
+    return seg_true, seg_pred
+
+
 def score(images: dict, truth: dict, faces: dict, estimates: dict, classes: list[str], rate: float | None = None) -> dict:
     stamps = sorted(images)
     n = len(stamps)
@@ -64,18 +79,10 @@ def score(images: dict, truth: dict, faces: dict, estimates: dict, classes: list
     gt = [truth[s][0] for s in stamps]
     rep = classification_report(gt, pred, classes)
     res.update({"accuracy": round(rep["accuracy"], 4), "macro_f1": round(rep["macro_f1"], 4), "report": rep})
-    segs: dict[int, list[int]] = {}
-    for i, s in enumerate(stamps):
-        segs.setdefault(truth[s][1], []).append(i)
-    seg_true, seg_pred = [], []
-    for idx in segs.values():
-        tail = idx[len(idx) // 2:]
-        votes = Counter(pred[i] for i in tail if pred[i] >= 0)
-        seg_true.append(Counter(gt[i] for i in idx).most_common(1)[0][0])
-        seg_pred.append(votes.most_common(1)[0][0] if votes else -1)
+    seg_true, seg_pred = segment_labels(pred, gt, [truth[s][1] for s in stamps])
     srep = classification_report(seg_true, seg_pred, classes)
     res.update({"segment_accuracy": round(srep["accuracy"], 4), "segment_macro_f1": round(srep["macro_f1"], 4),
-                "segments": len(segs), "segment_report": srep})
+                "segments": len(seg_true), "segment_report": srep})
     changes = [i for i in range(1, n) if gt[i] != gt[i - 1]]
     rt = np.array(reaction_times(pred, gt, times, changes, hold=3))
     ok = rt[~np.isnan(rt)]
