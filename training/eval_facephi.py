@@ -2,6 +2,7 @@
 
     python -m training.eval_facephi                       # -> docs/results/facephi_fer2013.json + confusion plots
     python -m training.eval_facephi --ablation runs/facephi_noalign   # also scores the unaligned ablation
+    python -m training.eval_facephi --ablation-only       # only the ablation, merged into the existing --out
 
 Two modes, both over the same images (an image without a detected face counts as wrong):
   - keyword: greedy answer to the default instruction; the class whose keyword appears first
@@ -77,6 +78,20 @@ def score(rt: FacePhiRuntime, test, pick: np.ndarray, views: bool, batch: int, m
             "no_keyword_rate": float(np.mean(kw[found] < 0)) if found.any() else 0.0}
 
 
+def score_ablation(a, test, pick, views: bool, full: dict) -> dict:
+    """The no-alignment ablation's accuracies on the same images (None when its folder is absent)."""
+    if not (a.ablation and Path(a.ablation).is_dir()):
+        if a.ablation_only:
+            raise SystemExit(f"--ablation-only: no ablation model at {a.ablation!r} (python -m training.train_facephi "
+                             "--no-alignment --out runs/facephi_noalign)")
+        return {"keyword_acc_no_alignment": None}
+    ab = FacePhiRuntime(a.ablation, dtype=a.dtype)
+    s = score(ab, test, pick, views, a.batch, full["eval"]["max_new_tokens"])
+    return {"keyword_acc_no_alignment": s["keyword"]["accuracy"], "likelihood_acc_no_alignment": s["likelihood"]["accuracy"],
+            "keyword_macro_f1_no_alignment": s["keyword"]["macro_f1"],
+            "likelihood_macro_f1_no_alignment": s["likelihood"]["macro_f1"], "ablation_model": a.ablation}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="training/configs/facephi_fer7.yaml")
@@ -86,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--single-view", action="store_true", help="only the one-rendering protocol, even with views: true")
     ap.add_argument("--skip-bench", action="store_true")
+    ap.add_argument("--ablation-only", action="store_true",
+                    help="score only --ablation and merge its keys into the existing --out (the main model's figures stay)")
     ap.add_argument("--dtype", default="auto", help="LLM weights: auto = the node's default (bfloat16 on CPUs with bf16), float32, ...")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/facephi_fer2013.json")
     a = ap.parse_args(argv)
@@ -95,6 +112,13 @@ def main(argv=None) -> int:
     test = load_split(full["features"], "test", full["classes"], views=views)
     pick = eval_pick(test, n_test)
     t0 = time.time()
+    if a.ablation_only:
+        res = json.loads(a.out.read_text())
+        res.update(score_ablation(a, test, pick, views, full))
+        res["ablation_minutes"] = round((time.time() - t0) / 60, 1)
+        res["ablation_command"] = command_line("python -m training.eval_facephi", argv)
+        write_result(a.out, res, {k: v for k, v in res.items() if "no_alignment" in k or k.startswith("ablation")})
+        return 0
     rt = FacePhiRuntime(a.model_dir, dtype=a.dtype)
     main_scores = score(rt, test, pick, views, a.batch, full["eval"]["max_new_tokens"])
     enc_metrics = json.loads((rt.folder / "encoder" / "metrics.json").read_text())
@@ -120,15 +144,7 @@ def main(argv=None) -> int:
             if f"{k}_views" in enc_metrics:
                 res[f"{k}_views"] = enc_metrics[f"{k}_views"]
     del rt
-    if a.ablation and Path(a.ablation).is_dir():
-        ab = FacePhiRuntime(a.ablation, dtype=a.dtype)
-        s = score(ab, test, pick, views, a.batch, full["eval"]["max_new_tokens"])
-        res["keyword_acc_no_alignment"] = s["keyword"]["accuracy"]
-        res["likelihood_acc_no_alignment"] = s["likelihood"]["accuracy"]
-        res["ablation_model"] = a.ablation
-        del ab
-    else:
-        res["keyword_acc_no_alignment"] = None
+    res.update(score_ablation(a, test, pick, views, full))
     res["eval_minutes"] = round((time.time() - t0) / 60, 1)
     if not a.skip_bench:
         from benchmarks.facephi_bench import measure, real_faces
