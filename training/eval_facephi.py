@@ -113,7 +113,14 @@ def main(argv=None) -> int:
     pick = eval_pick(test, n_test)
     t0 = time.time()
     if a.ablation_only:
-        res = json.loads(a.out.read_text())
+        try:
+            res = json.loads(a.out.read_text())
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--ablation-only merges into an existing result: cannot read {a.out} ({e}); "
+                             "run without --ablation-only first") from None
+        if (res.get("n_test"), res.get("views")) != (int(len(pick)), views):
+            raise SystemExit(f"--ablation-only: {a.out} was scored on {res.get('n_test')} images, views "
+                             f"{res.get('views')}; this run would score {len(pick)}, views {views}: not comparable")
         res.update(score_ablation(a, test, pick, views, full))
         res["ablation_minutes"] = round((time.time() - t0) / 60, 1)
         res["ablation_command"] = command_line("python -m training.eval_facephi", argv)
