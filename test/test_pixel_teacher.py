@@ -132,3 +132,36 @@ def test_module_is_ros_free():
 
     with open(mod.__file__) as f:
         assert "rclpy" not in f.read()
+
+
+def test_training_reads_the_cache_alone_where_the_image_folders_are_not(tmp_path):
+    """A rented GPU machine gets the training images as train_pixel_teacher's cache, without the folders."""
+    from training.train_pixel_teacher import load_images
+
+    images = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
+    labels = np.arange(10) % 7
+    cache = tmp_path / "cache.npz"
+    np.savez(cache, images=images, labels=labels, classes=np.array(CLASSES))
+    x, y = load_images(tmp_path / "absent", "train", cache)
+    assert (x == images).all() and (y == labels).all() and y.dtype == np.int64
+    np.savez(cache, images=images, labels=labels, classes=np.array(CLASSES[::-1]))
+    with pytest.raises(SystemExit, match="classes"):
+        load_images(tmp_path / "absent", "train", cache)
+
+
+def test_time_budget_caps_the_epochs_and_leaves_the_model_as_it_was():
+    from types import SimpleNamespace
+
+    from training.train_pixel_teacher import epochs_within
+
+    torch.manual_seed(0)
+    model = PixelTeacher(TeacherConfig(classes=list(CLASSES), channels=[8, 8, 8, 8]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randint(0, 256, (64, 1, 48, 48), dtype=torch.uint8), torch.randint(0, 7, (64,))
+    a = SimpleNamespace(seed=0, batch_size=16, shift=4.0, scale=0.1, rotate=10.0, erase=0.25, epochs=50)
+    val = (x[:16, 0].numpy(), y[:16].numpy())
+    args = (model, x, y, 4, val, a, torch.device("cpu"), torch.nn.CrossEntropyLoss())
+    few, per_epoch = epochs_within(1e-5, *args)
+    many, _ = epochs_within(1e4, *args)
+    assert (few, many) == (1, 50) and per_epoch > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights and BatchNorm statistics

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rebuild every shipped weight file from the labelled images (about 7 h on 2 CPU cores):
-# features -> face geometry -> pixel teacher (~90 min on one thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
+# Rebuild every shipped weight file from the labelled images (about 14 h on 2 CPU cores, half of it the pixel teacher;
+# about 7 h when a CUDA GPU trains the teacher):
+# features -> face geometry -> pixel teacher (91 epochs: ~4 min on a CUDA GPU, ~7 h on one CPU thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
 # -> appearance mode: the teacher fine-tuned on aligned crops, hybrid models, evaluation
 # -> FacePhi: encoder alignment (8 epochs, 45 min, then 4 more at a lower rate, 22 min), two-stage LLM training and its no-alignment ablation
 # (run side by side, one thread each, about 70 min) -> FacePhi evaluation.
@@ -11,7 +12,8 @@ PY=.venv/bin/python
 ROOT=${1:-../shared/data/fer2013}
 $PY -m training.build_dataset --root "$ROOT" --out runs/features/fer2013 --views   # views: 6 passes per image, ~25 min
 $PY -m training.derive_face_geometry --features runs/features/fer2013/train.npz
-OMP_NUM_THREADS=1 $PY -m training.train_pixel_teacher --root "$ROOT"   # pixel teacher (CNN on the pixels), ~90 min on one thread -> models/pixel_teacher
+$PY -m training.train_pixel_teacher --root "$ROOT" --epochs 91   # pixel teacher (CNN on the pixels), CUDA when present; ~7 h on one CPU thread -> models/pixel_teacher
+# (the shipped one was chosen by python -m training.sweep_pixel_teacher on a GPU: models/pixel_teacher/README.md)
 $PY -m training.eval_pixel_teacher   # its test-time setting (plain / mirror / mirror+zoom), chosen on validation, ~3 min
 $PY -m training.teacher_targets --features runs/features/fer2013   # its soft labels for every training image, ~3 min
 for tag in fer7 fer3; do   # the per-frame model first: the LSTM starts from it (train.init_from)

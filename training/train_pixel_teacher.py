@@ -47,6 +47,13 @@ def load_images(root: Path, split: str, cache: Path | None = None) -> tuple[np.n
     training split is cached as an .npz (its file list and classes are checked on reuse)."""
     import cv2
 
+    if cache is not None and cache.is_file() and not (root / split).is_dir():
+        # a machine without the image folders (a rented GPU): the cache alone, as written from them
+        d = np.load(cache)
+        if list(d["classes"]) != CLASSES:
+            raise SystemExit(f"{cache} has classes {list(d['classes'])}, the teacher expects {CLASSES}")
+        print(f"{root}/{split} is not here: using the cache {cache} ({len(d['labels'])} images)")
+        return d["images"], d["labels"].astype(np.int64)
     idx = index_split(root, split)
     if list(idx.classes) != CLASSES:
         raise SystemExit(f"{root}/{split} has classes {idx.classes}, the teacher expects {CLASSES}")
@@ -85,14 +92,14 @@ def augment(x: torch.Tensor, gen: torch.Generator, shift_px: float, scale: float
             erase_p: float) -> torch.Tensor:
     """A batch of raw pixels (B, 1, H, W) float -> flipped, affinely cropped, partly erased pixels."""
     b, _, h, w = x.shape
-    u = lambda: torch.rand(b, generator=gen) * 2 - 1  # noqa: E731  uniform in [-1, 1)
+    u = lambda: torch.rand(b, generator=gen) * 2 - 1  # noqa: E731  uniform in [-1, 1), drawn on the CPU
     flip = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
     s = 1.0 + scale * u()  # > 1 zooms out
     a = torch.deg2rad(rotate_deg * u())
     tx, ty = shift_px * u() * 2 / w, shift_px * u() * 2 / h
     theta = torch.stack([torch.stack([s * torch.cos(a) * flip, -s * torch.sin(a), tx], 1),
                          torch.stack([s * torch.sin(a) * flip, s * torch.cos(a), ty], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if erase_p > 0:  # random erasing: one rectangle (2-25% of the area) filled with noise
         hit = torch.nonzero(torch.rand(b, generator=gen) < erase_p).flatten().tolist()
@@ -102,7 +109,7 @@ def augment(x: torch.Tensor, gen: torch.Generator, shift_px: float, scale: float
             eh, ew = min(h, int(round(math.sqrt(area * ratio)))), min(w, int(round(math.sqrt(area / ratio))))
             y0 = int(torch.randint(0, h - eh + 1, (1,), generator=gen))
             x0 = int(torch.randint(0, w - ew + 1, (1,), generator=gen))
-            x[i, :, y0:y0 + eh, x0:x0 + ew] = torch.rand(1, eh, ew, generator=gen) * 255
+            x[i, :, y0:y0 + eh, x0:x0 + ew] = (torch.rand(1, eh, ew, generator=gen) * 255).to(x.device)
     return x
 
 
@@ -148,6 +155,32 @@ def ms_per_face(model: PixelTeacher, mirror: bool, repeats: int = 300) -> dict:
             "crop": "96x96 grey uint8 -> preprocess -> network"}
 
 
+def epochs_within(budget_min: float, model: PixelTeacher, tr_x: torch.Tensor, tr_y: torch.Tensor, steps: int,
+                  val: tuple, a, device, loss_fn) -> tuple[int, float]:
+    """How many epochs fit in `budget_min` minutes: a few training steps (no update; the weights and
+    BatchNorm statistics are restored) and one validation pass are timed on this device. Returns
+    (epochs, seconds per epoch)."""
+    keep = {k: v.clone() for k, v in model.state_dict().items()}
+    gen = torch.Generator().manual_seed(a.seed + 1)  # not the training stream
+    model.train()
+    times = []
+    for k in range(12):
+        t = time.perf_counter()
+        b = torch.randint(0, len(tr_y), (a.batch_size,), generator=gen)
+        x = standardise(augment(tr_x[b].to(device).float(), gen, a.shift, a.scale, a.rotate, a.erase))
+        loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last))[1], tr_y[b].to(device))
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+        loss.item()
+        if k >= 4:
+            times.append(time.perf_counter() - t)
+    t = time.perf_counter()
+    val_figures(model, *val, device)
+    per_epoch = steps * float(np.median(times)) * 1.15 + (time.perf_counter() - t)
+    model.load_state_dict(keep)
+    return max(1, min(a.epochs, int(budget_min * 60 / per_epoch))), per_epoch
+
+
 def load_teacher_copy(model: PixelTeacher) -> PixelTeacher:
     cpu = PixelTeacher(model.cfg)
     cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
@@ -181,6 +214,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu or cuda")
+    ap.add_argument("--budget-min", type=float, default=0.0,
+                    help="train at most as many of --epochs as fit in this many minutes, timed on this device "
+                         "before training (the schedule is set for that number)")
     ap.add_argument("--max-steps", type=int, default=0, help="stop each epoch after this many batches (timing runs)")
     ap.add_argument("--no-test", action="store_true", help="train only; do not read the test split")
     ap.add_argument("--finish", action="store_true", help="train no further: evaluate the best checkpoint so far")
@@ -193,7 +229,7 @@ def main(argv=None) -> int:
     a.runs.mkdir(parents=True, exist_ok=True)
     last_path, best_path = a.runs / "last.pt", a.runs / "best.pt"
     settings = {k: v for k, v in vars(a).items() if k not in ("root", "runs", "out", "results", "threads", "device",
-                                                               "no_test", "finish")}
+                                                               "no_test", "finish", "budget_min")}
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
 
     t_read = time.time()
@@ -206,6 +242,8 @@ def main(argv=None) -> int:
     tr_y = torch.from_numpy(labels[tr_idx])
     val_x, val_y = images[val_idx], labels[val_idx]
 
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     torch.manual_seed(a.seed)
     cfg = TeacherConfig(classes=list(CLASSES), channels=list(a.channels), dropout=a.dropout)
     model = PixelTeacher(cfg).to(device).to(memory_format=torch.channels_last)
@@ -213,22 +251,36 @@ def main(argv=None) -> int:
     steps = math.ceil(len(tr_idx) / a.batch_size)
     if a.max_steps:
         steps = min(steps, a.max_steps)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps, pct_start=0.2)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
+    if (a.budget_min or a.finish) and last_path.is_file():  # resuming: the epochs fixed when this run began
+        a.epochs = settings["epochs"] = torch.load(last_path, map_location="cpu", weights_only=False)["settings"]["epochs"]
+    elif a.budget_min:
+        a.epochs, per_epoch = epochs_within(a.budget_min, model, tr_x, tr_y, steps, (val_x, val_y), a, device, loss_fn)
+        print(f"budget {a.budget_min:g} min at about {per_epoch:.1f} s per epoch on {device}: {a.epochs} epochs "
+              f"(asked for {settings['epochs']})", flush=True)
+        settings["epochs"] = a.epochs
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.epochs * steps, pct_start=0.2)
     gen = torch.Generator().manual_seed(a.seed)
     start, history, train_seconds, best = 0, [], 0.0, None
+    trained_on = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {a.threads} thread(s)"
+    train_command = command  # the run that trained the weights (a --finish names the original one)
     if last_path.is_file():
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
         if ck["settings"] != settings:
             diff = {k: (ck["settings"].get(k), v) for k, v in settings.items() if ck["settings"].get(k) != v}
             raise SystemExit(f"{last_path} was written with other settings {diff} (checkpoint, now): "
                              f"delete {a.runs}/*.pt to start again")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        gen.set_state(ck["gen"])
-        torch.set_rng_state(ck["torch_rng"])
+        if "model" in ck:  # a record without the training state (a run brought back from another machine) can only --finish
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["opt"])
+            sched.load_state_dict(ck["sched"])
+            gen.set_state(ck["gen"])
+            torch.set_rng_state(ck["torch_rng"])
+        elif not a.finish:
+            raise SystemExit(f"{last_path} holds no training state (a record of a finished run): use --finish")
         start, history, train_seconds, best = ck["epoch"], ck["history"], ck["train_seconds"], ck["best"]
+        trained_on = ck.get("trained_on", trained_on)
+        train_command = ck.get("command", train_command)
         print(f"resuming after epoch {start} of {a.epochs} ({train_seconds / 60:.1f} min trained so far)", flush=True)
     print(f"PixelTeacher {cfg.channels}, {count_parameters(model) / 1e6:.2f}M parameters; {a.epochs} epochs of {steps} "
           f"batches of {a.batch_size}", flush=True)
@@ -241,8 +293,8 @@ def main(argv=None) -> int:
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{a.epochs}", leave=False, mininterval=5)
         for s in bar:
             b = perm[s * a.batch_size:(s + 1) * a.batch_size]
-            x = augment(tr_x[b].float(), gen, a.shift, a.scale, a.rotate, a.erase)
-            x = standardise(x).to(device).contiguous(memory_format=torch.channels_last)
+            x = augment(tr_x[b].to(device).float(), gen, a.shift, a.scale, a.rotate, a.erase)
+            x = standardise(x).contiguous(memory_format=torch.channels_last)
             y = tr_y[b].to(device)
             loss = loss_fn(model(x)[1], y)
             opt.zero_grad(set_to_none=True)
@@ -264,7 +316,8 @@ def main(argv=None) -> int:
         save_checkpoint(last_path, {"settings": settings, "model": model.state_dict(), "opt": opt.state_dict(),
                                     "sched": sched.state_dict(), "gen": gen.get_state(),
                                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
-                                    "train_seconds": train_seconds, "best": best})
+                                    "train_seconds": train_seconds, "best": best, "trained_on": trained_on,
+                                    "command": train_command})
         print(f"epoch {epoch + 1}: loss {total / n:.3f}  val acc {val['plain']['acc7']:.4f} (mirrored "
               f"{val['mirror']['acc7']:.4f})  macro-F1 {val['plain']['macro_f1_7']:.4f}{'  *' if improved else ''}  "
               f"({time.time() - t0:.0f} s, {train_seconds / 60:.1f} min in all)", flush=True)
@@ -275,7 +328,7 @@ def main(argv=None) -> int:
     # The shipped weights: the best validation epoch; mirroring if it helped on validation.
     teacher = load_teacher(best_path.with_suffix(".safetensors"))
     mirror = best["val"]["mirror"]["acc7"] >= best["val"]["plain"]["acc7"]
-    extra = {"trained_with": command, "epoch": best["epoch"], "epochs_trained": done, "epochs_planned": a.epochs,
+    extra = {"trained_with": train_command, "epoch": best["epoch"], "epochs_trained": done, "epochs_planned": a.epochs,
              "val": best["val"], "mirror_recommended": mirror, "settings": settings}
     weights = save_teacher(teacher, a.out / "pixel_teacher.safetensors", extra)
     print(f"best validation epoch {best['epoch']} of {done}: acc {best['val']['plain']['acc7']:.4f}, mirrored "
@@ -295,8 +348,8 @@ def main(argv=None) -> int:
         "acc7_plain": round(reps["plain"]["accuracy"], 4), "macro_f1_7_plain": round(reps["plain"]["macro_f1"], 4),
         "acc7_mirror": round(reps["mirror"]["accuracy"], 4), "macro_f1_7_mirror": round(reps["mirror"]["macro_f1"], 4),
         "ms_per_face": cost["ms_per_face"], "ms_per_face_detail": cost,
-        "train_minutes": round(train_seconds / 60, 1), "device": str(device), "threads": a.threads,
-        "command": command,
+        "train_minutes": round(train_seconds / 60, 1), "device": trained_on, "threads": a.threads,
+        "command": train_command, **({"evaluated_with": command} if command != train_command else {}),
         "val": {"images": int(len(val_idx)), "fraction": a.val_fraction, "seed": a.seed, "stratified": True,
                 "epoch": best["epoch"], **best["val"]},
         "epochs": best["epoch"], "epochs_trained": done, "epochs_planned": a.epochs,
