@@ -161,7 +161,42 @@ def test_time_budget_caps_the_epochs_and_leaves_the_model_as_it_was():
     a = SimpleNamespace(seed=0, batch_size=16, shift=4.0, scale=0.1, rotate=10.0, erase=0.25, epochs=50)
     val = (x[:16, 0].numpy(), y[:16].numpy())
     args = (model, x, y, 4, val, a, torch.device("cpu"), torch.nn.CrossEntropyLoss())
+    rng = torch.get_rng_state()
     few, per_epoch = epochs_within(1e-5, *args)
     many, _ = epochs_within(1e4, *args)
     assert (few, many) == (1, 50) and per_epoch > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # weights and BatchNorm statistics
+    assert torch.equal(torch.get_rng_state(), rng)  # dropout masks of the run that follows are those of --epochs N
+
+
+def test_a_run_record_from_another_machine_finishes_under_its_own_command(tmp_path):
+    """A run trained elsewhere comes back as its record (no optimiser state) and best weights; --finish
+    ships them, naming the command that trained them."""
+    from training.train_pixel_teacher import main
+
+    rng = np.random.default_rng(0)
+    run = tmp_path / "run"
+    run.mkdir()
+    np.savez(run / "fer2013_train.npz", images=rng.integers(0, 256, (70, 48, 48), dtype=np.uint8),
+             labels=np.arange(70) % 7, classes=np.array(CLASSES))
+    common = ["--root", str(tmp_path / "absent"), "--runs", str(run), "--out", str(tmp_path / "out"),
+              "--channels", "4", "4", "4", "4", "--epochs", "2", "--max-steps", "1", "--no-test"]
+    threads = torch.get_num_threads()
+    try:
+        assert main(common) == 0
+        ck = torch.load(run / "last.pt", weights_only=False)
+        assert ck["epoch"] == 2 and len(ck["history"]) == 2
+        for k in ("model", "opt", "sched", "gen", "torch_rng"):
+            ck.pop(k)
+        torch.save(ck, run / "last.pt")
+        shipped = tmp_path / "out" / "pixel_teacher.safetensors"
+        shipped.unlink()
+        assert main(common + ["--finish"]) == 0
+        extra = load_teacher(shipped).meta["extra"]
+        assert extra["epoch"] == ck["best"]["epoch"] and "--finish" not in extra["trained_with"]
+        ck["epoch"], ck["history"] = 1, ck["history"][:1]  # a record of a run stopped early cannot resume
+        torch.save(ck, run / "last.pt")
+        with pytest.raises(SystemExit, match="record without training state"):
+            main(common)
+    finally:
+        torch.set_num_threads(threads)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Rebuild every shipped weight file from the labelled images (about 14 h on 2 CPU cores, half of it the pixel teacher;
-# about 7 h when a CUDA GPU trains the teacher):
+# Rebuild every shipped weight file from the labelled images (about 12 h on 2 CPU cores, 7 h of it the pixel teacher;
+# about 5.5 h when a CUDA GPU trains the teacher):
 # features -> face geometry -> pixel teacher (91 epochs: ~4 min on a CUDA GPU, ~7 h on one CPU thread) -> LSTM and per-frame models for 7 and 3 classes -> evaluations
 # -> appearance mode: the teacher fine-tuned on aligned crops, hybrid models, evaluation
 # -> FacePhi: encoder alignment (8 epochs, 45 min, then 4 more at a lower rate, 22 min), two-stage LLM training and its no-alignment ablation

@@ -68,6 +68,8 @@ def main(argv=None) -> int:
     procs = {}
     for name in a.only:
         run = a.runs / name
+        if (run / "last.pt").exists():  # its result would be ranked as this sweep's
+            raise SystemExit(f"{run} already holds a run: choose another --runs or delete it")
         run.mkdir(parents=True, exist_ok=True)
         if a.cache.is_file() and not (run / "fer2013_train.npz").exists():
             (run / "fer2013_train.npz").symlink_to(a.cache.resolve())
@@ -77,20 +79,25 @@ def main(argv=None) -> int:
         log = open(run / "log.txt", "a")
         procs[name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log)
         print(f"{name}: {' '.join(cmd[2:])}", flush=True)
-    t0 = time.time()
+    t0, outcome = time.time(), {}
     for name, (p, log) in procs.items():
         try:
             rc = p.wait(timeout=max(1.0, t0 + a.deadline_min * 60 - time.time()) if a.deadline_min else None)
+            outcome[name] = "finished" if rc == 0 else f"failed (exit {rc})"
         except subprocess.TimeoutExpired:  # its checkpoint of the last finished epoch stays
             p.terminate()
-            rc = f"{p.wait()} (stopped at the {a.deadline_min}-min deadline)"
+            rc = p.wait()
+            outcome[name] = f"stopped at the {a.deadline_min}-min deadline"
         log.close()
         tail = (a.runs / name / "log.txt").read_text().strip().splitlines()[-3:]
         print(f"{name}: exit {rc} after {(time.time() - t0) / 60:.1f} min; " + " | ".join(tail), flush=True)
     runs = {name: summary(a.runs / name) for name in a.only}
-    done = {k: v for k, v in runs.items() if v is not None}
+    for name, r in runs.items():
+        if r is not None:
+            r["outcome"] = outcome[name]
+    done = {k: v for k, v in runs.items() if v is not None and not outcome[k].startswith("failed")}
     if not done:
-        raise SystemExit("no run finished an epoch")
+        raise SystemExit(f"no run finished an epoch: {outcome}")
     winner = max(done, key=lambda k: done[k]["score"])
     for k, v in sorted(done.items(), key=lambda kv: -kv[1]["score"]):
         print(f"{k:22s} best epoch {v['best_epoch']:3d}/{v['epochs']:3d}  val {v['val']['plain']['acc7']:.4f} "

@@ -155,28 +155,38 @@ def ms_per_face(model: PixelTeacher, mirror: bool, repeats: int = 300) -> dict:
             "crop": "96x96 grey uint8 -> preprocess -> network"}
 
 
+def batch_loss(model: PixelTeacher, tr_x: torch.Tensor, tr_y: torch.Tensor, b: torch.Tensor, gen: torch.Generator,
+               a, device, loss_fn) -> torch.Tensor:
+    """The training loss of one batch (indices b): augmented on the training device, standardised."""
+    x = augment(tr_x[b].to(device).float(), gen, a.shift, a.scale, a.rotate, a.erase)
+    x = standardise(x).contiguous(memory_format=torch.channels_last)
+    return loss_fn(model(x)[1], tr_y[b].to(device))
+
+
 def epochs_within(budget_min: float, model: PixelTeacher, tr_x: torch.Tensor, tr_y: torch.Tensor, steps: int,
                   val: tuple, a, device, loss_fn) -> tuple[int, float]:
-    """How many epochs fit in `budget_min` minutes: a few training steps (no update; the weights and
-    BatchNorm statistics are restored) and one validation pass are timed on this device. Returns
-    (epochs, seconds per epoch)."""
+    """How many epochs fit in `budget_min` minutes: a few training steps (no update) and a validation
+    pass (the second of two: the first includes the kernels' warm-up) are timed on this device. The
+    weights, BatchNorm statistics and global random state are left as they were, so a budgeted run
+    draws the same random numbers as `--epochs N` alone. Returns (epochs, seconds per epoch)."""
     keep = {k: v.clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(a.seed + 1)  # not the training stream
-    model.train()
-    times = []
-    for k in range(12):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.train()
+        times = []
+        for k in range(12):
+            t = time.perf_counter()
+            loss = batch_loss(model, tr_x, tr_y, torch.randint(0, len(tr_y), (a.batch_size,), generator=gen), gen, a,
+                              device, loss_fn)
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+            loss.item()
+            if k >= 4:
+                times.append(time.perf_counter() - t)
+        val_figures(model, *val, device)
         t = time.perf_counter()
-        b = torch.randint(0, len(tr_y), (a.batch_size,), generator=gen)
-        x = standardise(augment(tr_x[b].to(device).float(), gen, a.shift, a.scale, a.rotate, a.erase))
-        loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last))[1], tr_y[b].to(device))
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-        loss.item()
-        if k >= 4:
-            times.append(time.perf_counter() - t)
-    t = time.perf_counter()
-    val_figures(model, *val, device)
-    per_epoch = steps * float(np.median(times)) * 1.15 + (time.perf_counter() - t)
+        val_figures(model, *val, device)
+        per_epoch = steps * float(np.median(times)) * 1.15 + (time.perf_counter() - t)
     model.load_state_dict(keep)
     return max(1, min(a.epochs, int(budget_min * 60 / per_epoch))), per_epoch
 
@@ -252,8 +262,9 @@ def main(argv=None) -> int:
     if a.max_steps:
         steps = min(steps, a.max_steps)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=a.label_smoothing)
-    if (a.budget_min or a.finish) and last_path.is_file():  # resuming: the epochs fixed when this run began
-        a.epochs = settings["epochs"] = torch.load(last_path, map_location="cpu", weights_only=False)["settings"]["epochs"]
+    ck = torch.load(last_path, map_location="cpu", weights_only=False) if last_path.is_file() else None
+    if (a.budget_min or a.finish) and ck is not None:  # resuming: the epochs fixed when this run began
+        a.epochs = settings["epochs"] = ck["settings"]["epochs"]
     elif a.budget_min:
         a.epochs, per_epoch = epochs_within(a.budget_min, model, tr_x, tr_y, steps, (val_x, val_y), a, device, loss_fn)
         print(f"budget {a.budget_min:g} min at about {per_epoch:.1f} s per epoch on {device}: {a.epochs} epochs "
@@ -263,9 +274,8 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(a.seed)
     start, history, train_seconds, best = 0, [], 0.0, None
     trained_on = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {a.threads} thread(s)"
-    train_command = command  # the run that trained the weights (a --finish names the original one)
-    if last_path.is_file():
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+    train_command, train_threads = command, a.threads  # the run that trained the weights (a --finish names the original one)
+    if ck is not None:
         if ck["settings"] != settings:
             diff = {k: (ck["settings"].get(k), v) for k, v in settings.items() if ck["settings"].get(k) != v}
             raise SystemExit(f"{last_path} was written with other settings {diff} (checkpoint, now): "
@@ -276,11 +286,13 @@ def main(argv=None) -> int:
             sched.load_state_dict(ck["sched"])
             gen.set_state(ck["gen"])
             torch.set_rng_state(ck["torch_rng"])
-        elif not a.finish:
-            raise SystemExit(f"{last_path} holds no training state (a record of a finished run): use --finish")
+        elif ck["epoch"] < a.epochs and not a.finish:
+            raise SystemExit(f"{last_path} is a record without training state, stopped after epoch {ck['epoch']} of "
+                             f"{a.epochs}: it cannot resume (--finish evaluates it; delete {a.runs}/*.pt to start again)")
         start, history, train_seconds, best = ck["epoch"], ck["history"], ck["train_seconds"], ck["best"]
         trained_on = ck.get("trained_on", trained_on)
         train_command = ck.get("command", train_command)
+        train_threads = ck.get("threads", train_threads)
         print(f"resuming after epoch {start} of {a.epochs} ({train_seconds / 60:.1f} min trained so far)", flush=True)
     print(f"PixelTeacher {cfg.channels}, {count_parameters(model) / 1e6:.2f}M parameters; {a.epochs} epochs of {steps} "
           f"batches of {a.batch_size}", flush=True)
@@ -293,10 +305,7 @@ def main(argv=None) -> int:
         bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{a.epochs}", leave=False, mininterval=5)
         for s in bar:
             b = perm[s * a.batch_size:(s + 1) * a.batch_size]
-            x = augment(tr_x[b].to(device).float(), gen, a.shift, a.scale, a.rotate, a.erase)
-            x = standardise(x).contiguous(memory_format=torch.channels_last)
-            y = tr_y[b].to(device)
-            loss = loss_fn(model(x)[1], y)
+            loss = batch_loss(model, tr_x, tr_y, b, gen, a, device, loss_fn)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -317,7 +326,7 @@ def main(argv=None) -> int:
                                     "sched": sched.state_dict(), "gen": gen.get_state(),
                                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "history": history,
                                     "train_seconds": train_seconds, "best": best, "trained_on": trained_on,
-                                    "command": train_command})
+                                    "command": train_command, "threads": train_threads})
         print(f"epoch {epoch + 1}: loss {total / n:.3f}  val acc {val['plain']['acc7']:.4f} (mirrored "
               f"{val['mirror']['acc7']:.4f})  macro-F1 {val['plain']['macro_f1_7']:.4f}{'  *' if improved else ''}  "
               f"({time.time() - t0:.0f} s, {train_seconds / 60:.1f} min in all)", flush=True)
@@ -327,6 +336,10 @@ def main(argv=None) -> int:
     done = history[-1]["epoch"] if history else 0
     # The shipped weights: the best validation epoch; mirroring if it helped on validation.
     teacher = load_teacher(best_path.with_suffix(".safetensors"))
+    if teacher.meta.get("extra", {}).get("epoch") != best["epoch"]:  # a run stopped between the two writes
+        raise SystemExit(f"{best_path.with_suffix('.safetensors')} holds epoch {teacher.meta.get('extra', {}).get('epoch')}, "
+                         f"{last_path} says the best is epoch {best['epoch']}: rerun that epoch (delete last.pt's newer "
+                         f"state) or retrain")
     mirror = best["val"]["mirror"]["acc7"] >= best["val"]["plain"]["acc7"]
     extra = {"trained_with": train_command, "epoch": best["epoch"], "epochs_trained": done, "epochs_planned": a.epochs,
              "val": best["val"], "mirror_recommended": mirror, "settings": settings}
@@ -348,7 +361,7 @@ def main(argv=None) -> int:
         "acc7_plain": round(reps["plain"]["accuracy"], 4), "macro_f1_7_plain": round(reps["plain"]["macro_f1"], 4),
         "acc7_mirror": round(reps["mirror"]["accuracy"], 4), "macro_f1_7_mirror": round(reps["mirror"]["macro_f1"], 4),
         "ms_per_face": cost["ms_per_face"], "ms_per_face_detail": cost,
-        "train_minutes": round(train_seconds / 60, 1), "device": trained_on, "threads": a.threads,
+        "train_minutes": round(train_seconds / 60, 1), "device": trained_on, "threads": train_threads,
         "command": train_command, **({"evaluated_with": command} if command != train_command else {}),
         "val": {"images": int(len(val_idx)), "fraction": a.val_fraction, "seed": a.seed, "stratified": True,
                 "epoch": best["epoch"], **best["val"]},
