@@ -24,10 +24,10 @@ $PY -m training.eval_lstm
 $PY -m training.tune_label_rule   # the published label's rule, on held-out training faces (copy it into config/facephi.yaml)
 $PY -m training.eval_stream
 # appearance mode (issue 19): every rendering's aligned crop, the teacher fine-tuned on them (-> models/appearance),
-# its vector of each crop, the hybrid models (~21 min)
-$PY -m training.train_appearance      # ~40 min on 2 cores (8 epochs) -> models/appearance/appearance.safetensors
+# its vector of each crop, the hybrid models (~20 min)
+$PY -m training.train_appearance      # ~35 min on 2 cores (8 epochs) -> models/appearance/appearance.safetensors
 $PY -m training.quantize_appearance   # its int8 version, validated against it, ~3 min -> appearance_int8.pt
-$PY -m training.build_appearance      # the vectors the node sends (int8 on x86), ~5 min
+$PY -m training.build_appearance      # the vectors the node sends (int8 on x86), ~4 min
 $PY -m training.build_appearance --precision float --splits test   # for the float row of the evaluation
 for tag in fer7 fer3; do
   $PY -m training.train_lstm --config training/configs/lstm_hybrid_$tag.yaml --per-frame

@@ -65,11 +65,12 @@ def main(argv=None) -> int:
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                     help="more train_pixel_teacher arguments for every run (last; e.g. --extra --max-steps 3)")
     a = ap.parse_args(argv)
+    used = [str(a.runs / name) for name in a.only if (a.runs / name / "last.pt").exists()]
+    if used:  # their results would be ranked as this sweep's
+        raise SystemExit(f"{', '.join(used)} already hold a run: choose another --runs or delete them")
     procs = {}
     for name in a.only:
         run = a.runs / name
-        if (run / "last.pt").exists():  # its result would be ranked as this sweep's
-            raise SystemExit(f"{run} already holds a run: choose another --runs or delete it")
         run.mkdir(parents=True, exist_ok=True)
         if a.cache.is_file() and not (run / "fer2013_train.npz").exists():
             (run / "fer2013_train.npz").symlink_to(a.cache.resolve())

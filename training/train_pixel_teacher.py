@@ -280,7 +280,7 @@ def main(argv=None) -> int:
             diff = {k: (ck["settings"].get(k), v) for k, v in settings.items() if ck["settings"].get(k) != v}
             raise SystemExit(f"{last_path} was written with other settings {diff} (checkpoint, now): "
                              f"delete {a.runs}/*.pt to start again")
-        if "model" in ck:  # a record without the training state (a run brought back from another machine) can only --finish
+        if "model" in ck:  # a record without it (a run brought back from another machine) can only be evaluated
             model.load_state_dict(ck["model"])
             opt.load_state_dict(ck["opt"])
             sched.load_state_dict(ck["sched"])
