@@ -172,7 +172,7 @@ def test_time_budget_caps_the_epochs_and_leaves_the_model_as_it_was():
 def test_a_run_record_from_another_machine_finishes_under_its_own_command(tmp_path):
     """A run trained elsewhere comes back as its record (no optimiser state) and best weights; --finish
     ships them, naming the command that trained them."""
-    from training.train_pixel_teacher import main
+    from training.train_pixel_teacher import TRAINING_STATE, main
 
     rng = np.random.default_rng(0)
     run = tmp_path / "run"
@@ -186,7 +186,7 @@ def test_a_run_record_from_another_machine_finishes_under_its_own_command(tmp_pa
         assert main(common) == 0
         ck = torch.load(run / "last.pt", weights_only=False)
         assert ck["epoch"] == 2 and len(ck["history"]) == 2
-        for k in ("model", "opt", "sched", "gen", "torch_rng"):
+        for k in TRAINING_STATE:
             ck.pop(k)
         torch.save(ck, run / "last.pt")
         shipped = tmp_path / "out" / "pixel_teacher.safetensors"

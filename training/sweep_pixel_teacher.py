@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from facephi_ros.evaluation.metrics import command_line, write_result
+from training.train_pixel_teacher import TRAINING_STATE
 
 PROG = "python -m training.sweep_pixel_teacher"
 
@@ -60,7 +61,10 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads per run")
     ap.add_argument("--deadline-min", type=float, default=0.0,
                     help="stop runs still going after this many minutes (0: wait for them)")
-    ap.add_argument("--copy-best", type=Path, default=None, help="copy the winner's run folder here")
+    ap.add_argument("--copy-best", type=Path, default=None,
+                    help="copy the winner's run here, small enough to bring back from a rented machine: its best "
+                         "weights, log and last.pt as a record without the training state (train_pixel_teacher "
+                         "--finish evaluates it)")
     ap.add_argument("--results", type=Path, default=Path("docs/results/pixel_teacher_sweep.json"))
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
                     help="more train_pixel_teacher arguments for every run (last; e.g. --extra --max-steps 3)")
@@ -105,8 +109,12 @@ def main(argv=None) -> int:
               f"mirrored {v['val']['mirror']['acc7']:.4f}  {v['train_minutes']:.1f} min{'  <- chosen' if k == winner else ''}")
     if a.copy_best is not None:
         a.copy_best.mkdir(parents=True, exist_ok=True)
-        for f in ("last.pt", "best.safetensors", "log.txt"):
+        for f in ("best.safetensors", "log.txt"):
             shutil.copy2(a.runs / winner / f, a.copy_best / f)
+        record = torch.load(a.runs / winner / "last.pt", map_location="cpu", weights_only=False)
+        for k in TRAINING_STATE:
+            record.pop(k, None)
+        torch.save(record, a.copy_best / "last.pt")
     write_result(a.results, {
         "what": "pixel teacher settings trained side by side; the winner is chosen on the validation hold-out "
                 "(stratified 10% of the training split, seed 0), the test split is not read here",

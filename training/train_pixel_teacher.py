@@ -40,6 +40,8 @@ from facephi_ros.models.pixel_teacher import (
 )
 
 PROG = "python -m training.train_pixel_teacher"
+# what a run record (a finished run brought back from another machine) leaves out of last.pt: --finish still evaluates it
+TRAINING_STATE = ("model", "opt", "sched", "gen", "torch_rng")
 
 
 def load_images(root: Path, split: str, cache: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -336,8 +338,9 @@ def main(argv=None) -> int:
     done = history[-1]["epoch"] if history else 0
     # The shipped weights: the best validation epoch; mirroring if it helped on validation.
     teacher = load_teacher(best_path.with_suffix(".safetensors"))
-    if teacher.meta.get("extra", {}).get("epoch") != best["epoch"]:  # a run stopped between the two writes
-        raise SystemExit(f"{best_path.with_suffix('.safetensors')} holds epoch {teacher.meta.get('extra', {}).get('epoch')}, "
+    saved_epoch = teacher.meta.get("extra", {}).get("epoch")
+    if saved_epoch != best["epoch"]:  # a run stopped between the two writes
+        raise SystemExit(f"{best_path.with_suffix('.safetensors')} holds epoch {saved_epoch}, "
                          f"{last_path} says the best is epoch {best['epoch']}: rerun that epoch (delete last.pt's newer "
                          f"state) or retrain")
     mirror = best["val"]["mirror"]["acc7"] >= best["val"]["plain"]["acc7"]
