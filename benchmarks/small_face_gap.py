@@ -11,6 +11,11 @@ scores them. The paired difference is the small-face loss.
 
     python -m benchmarks.small_face_gap --images 490 --set crop_scale=1.8 --set crop_scale=2.4
     # -> docs/results/small_face_gap.json
+
+--bag also replays the same images as the small-face bag shows them (facephi_ros.bags.make, each
+image 1 s at one place, through the face-mesh and emotion nodes, FacePhi off) and scores the bag
+as benchmarks/faces scores the test-split one: whether the bag's protocol loses more than the
+fresh 16-frame stream above, on images that may be read as often as needed.
 """
 from __future__ import annotations
 
@@ -167,6 +172,35 @@ def rescore_with_fresh_windows(bag: Path, recorded: Path) -> dict:
             "segments_without_face_in_second_half": seg_pred.count(-1), "bag": str(bag), "recorded": str(recorded)}
 
 
+def replay_as_bag(paths: list[str], root: Path, work: Path) -> dict:
+    """These images (root-relative) as a small-face bag (the test-split bag's settings), replayed
+    through the node set and scored per segment: the published label and the model's top class."""
+    import shutil
+
+    from facephi_ros.bags.evaluate import evaluate_bag
+    from facephi_ros.bags.make import StreamSpec, bag_from_images
+    from benchmarks.faces import data_dir
+
+    split = {Path(p).parts[0] for p in paths}
+    if len(split) != 1:
+        raise SystemExit(f"the images come from more than one split: {sorted(split)}")
+    split = split.pop()
+    work.mkdir(parents=True, exist_ok=True)
+    bag = work / f"{split}_small_faces_{len(paths)}"
+    if not bag.exists():  # built beside and renamed: an interrupted build never counts as a bag
+        part = bag.with_name(bag.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        bag_from_images(root, split, part, StreamSpec(hold_s=1.0, transition_s=0.1, rate=30.0, canvas=(640, 480),
+                                                      face_px=(48, 64), background=str(data_dir() / "faces" / "no_face.mp4"),
+                                                      only=tuple(str(Path(*Path(p).parts[1:])) for p in paths)))
+        part.rename(bag)
+    ev = evaluate_bag(bag, work / f"eval_{bag.name}", launch_args=["run_facephi:=false"])
+    return {"segments": len(paths), "published_acc": ev["segment_accuracy"],
+            "model_top_class_acc": ev["model_top_class"]["segment_accuracy"],
+            "frames_with_face": round(ev["frames_with_face"] / ev["frames_published"], 4),
+            "processed_ratio": ev["processed_ratio"], "bag": str(bag)}
+
+
 def parse_setting(s: str) -> dict:
     """'crop_scale=2.4,crop_px=256' -> MultiFaceConfig fields with their own types."""
     from facephi_ros.landmarks.multiface import MultiFaceConfig
@@ -196,6 +230,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rescore-bag", nargs=2, type=Path, metavar=("BAG", "RECORDED"),
                     help="only re-read a replayed small-face bag's recorded landmarks with fresh windows "
                          "(e.g. runs/bags/fer2013_test_small_faces_100pc runs/bags/eval_small_faces/recorded)")
+    ap.add_argument("--bag", type=Path, default=None, metavar="WORK",
+                    help="also build and replay a small-face bag of the same images in this folder")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     if a.rescore_bag:
@@ -223,11 +259,17 @@ def main(argv=None) -> int:
                                 "agreement_with_offline": round(float((pred[both] == offline[both]).mean()), 4),
                                 "ms_per_frame_p50": round(ms, 2)}
         print(s or "default", runs[s or "default"])
+    bag = replay_as_bag([str(p) for p in data.paths[idx]], a.root, a.bag) if a.bag else None
+    if bag:
+        bag["gap_points_model_top_class"] = round(100 * off_acc - 100 * bag["model_top_class_acc"], 2)
+        bag["gap_points_published"] = round(100 * off_acc - 100 * bag["published_acc"], 2)
+        print("bag", bag)
     write_result(a.out, {"offline_acc": round(off_acc, 4), "offline_resampled_acc": round(r_acc, 4),
                          "offline_resampled_gap_points": round(100 * (off_acc - r_acc), 2),
                          "model": str(a.model) if a.model else "the shipped lstm_fer7",
                          "images": int(len(idx)), "frames": a.frames,
                          "split": "train (the landmark model's held-out validation share)", "runs": runs,
+                         **({"bag": bag} if bag else {}),
                          "command": command_line("python -m benchmarks.small_face_gap", argv)})
     return 0
 

@@ -193,3 +193,18 @@ def test_faces_landmarked_side_by_side_match_one_after_another(faces_dir):
             np.testing.assert_allclose(m.blendshapes, n.blendshapes, atol=1e-5)
     assert stats3["crops"] == stats1["crops"] >= 20
     assert {k: v for k, v in stats3.items() if k != "scan_ms"} == {k: v for k, v in stats1.items() if k != "scan_ms"}
+
+
+def test_upscale_sharpen_touches_only_upscaled_crops():
+    """upscale_sharpen (off by default; measured in docs/faces.md) adds an unsharp mask to crops
+    that are upscaled and leaves crops that are shrunk exactly as they were."""
+    from facephi_ros.landmarks.multiface import square_crop
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    big, small = np.array([100, 100, 300, 300], np.float32), np.array([300, 200, 40, 40], np.float32)
+    assert np.array_equal(square_crop(frame, big, 1.0, 192)[0], square_crop(frame, big, 1.0, 192, sharpen=1.0)[0])
+    plain, sharp = square_crop(frame, small, 1.8, 192)[0], square_crop(frame, small, 1.8, 192, sharpen=1.0)[0]
+    assert plain.shape == sharp.shape == (192, 192, 3)
+    assert sharp.astype(float).std() > 1.05 * plain.astype(float).std()  # more contrast between neighbours
+    assert abs(sharp.astype(float).mean() - plain.astype(float).mean()) < 2.0  # same brightness

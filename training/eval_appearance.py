@@ -9,7 +9,8 @@ eye-aligned crop (python -m training.build_appearance), at the precision the nod
 (int8 on x86). Beside the hybrid:
   * the CNN alone on the same crops: its class scores averaged over the found renderings;
   * the landmark-only model (models/lstm_fer7, _fer3) on the same streams;
-  * the hybrid's per-frame model, averaged over the renderings, and on the original one;
+  * the hybrid's per-frame model, averaged over the renderings, over the same 16-frame stream,
+    and on the original rendering;
   * the `fer` package's mini-Xception: 65.4% on FER2013 test (issue 18's measurement, not rerun);
   * the hybrid and the CNN alone with the float network's vectors (CPUs without x86 int8
     kernels), when test_appearance_float.npz exists (build_appearance --precision float).
@@ -17,6 +18,13 @@ Also the CNN's cost per face on this CPU (batch 1, crop cut included; two thread
 node's default, and one), against the float network in the same run.
 
     python -m training.eval_appearance     # -> docs/results/appearance.json + confusion plots
+
+--validation scores the same models, in the same protocol, on the hybrid models' validation
+faces instead (the teacher's held-out 10% of the training split whose clean rendering shows a
+face, as train_lstm validates them), and adds late fusions of the hybrid with the CNN alone
+(their log-probabilities weighted): what to choose between them, without the test split.
+
+    python -m training.eval_appearance --validation   # -> docs/results/appearance_validation.json
 """
 from __future__ import annotations
 
@@ -31,24 +39,36 @@ from facephi_ros.data.feature_files import load_appearance, load_split
 from facephi_ros.data.sequences import mean_over_found
 from facephi_ros.evaluation.metrics import classification_report, command_line, median_ms, plot_confusion, write_result
 from facephi_ros.models.lstm import load_model
+from training.eval_lstm import per_frame_stream_mean
 from training.train_lstm import stream_probs
 
 FER_PEER_ACC7 = 0.654  # the `fer` package's mini-Xception on FER2013 test (issue 18)
 
 
-def evaluate(models: Path, features: Path, tag: str, plots: Path, precision_tag: str = "") -> dict:
+FUSION_WEIGHTS = (0.25, 0.5, 0.75)  # --validation: the hybrid's share of the fused log-probabilities
+
+
+def evaluate(models: Path, features: Path, tag: str, plots: Path | None, precision_tag: str = "",
+             validation: bool = False) -> dict:
     hybrid, _ = load_model(models / f"lstm_hybrid_{tag}")
     frame, _ = load_model(models / f"frame_hybrid_{tag}")
     landmark, _ = load_model(models / f"lstm_{tag}")
     classes = list(hybrid.cfg.classes)
-    d = load_split(features, "test", classes, views=True)
-    app, info = load_appearance(features, "test", d.paths, precision_tag)
+    split = "train" if validation else "test"
+    d = load_split(features, split, classes, views=True)
+    rows = np.ones(len(d.labels), bool)  # the images scored
+    if validation:
+        from training.train_lstm import teacher_holdout
+
+        rows[:] = False
+        rows[teacher_holdout(features, d)[1]] = True
+    app, info = load_appearance(features, split, d.paths, precision_tag)
     if info["classes"] != hybrid.cfg.appearance["classes"]:
         raise SystemExit(f"appearance file classes {info['classes']} differ from the model's")
-    fa = d.found_any
+    fa = d.found_any & rows
     vlm, vbs = torch.from_numpy(d.view_landmarks[fa]), torch.from_numpy(d.view_blendshapes[fa])
     vf, va = torch.from_numpy(d.view_found[fa]), torch.from_numpy(app[fa])
-    f0 = d.found
+    f0 = d.found & rows
     E = info["embedding_dim"]
     teacher_classes = info["classes"]
     # the CNN's scores for the evaluated classes (its own 7, restricted for the 3-class task)
@@ -69,6 +89,8 @@ def evaluate(models: Path, features: Path, tag: str, plots: Path, precision_tag:
         ("landmark_only", fa, lambda: stream_probs(landmark, vlm, vbs, landmark.cfg.window, view_found=vf)),
         ("cnn_alone", fa, cnn_views),
         ("per_frame_hybrid_views_mean", fa, frame_views),
+        ("per_frame_hybrid_stream_mean16", fa, lambda: per_frame_stream_mean(frame, vlm, vbs, hybrid.cfg.window,
+                                                                            view_found=vf, appearance=va)),
         ("cnn_alone_original_crop", f0, lambda: torch.softmax(torch.from_numpy(app[f0, 0, E:][:, cols]), -1).numpy()),
         ("per_frame_hybrid_original", f0, lambda: stream_probs(
             frame, torch.from_numpy(d.norm_landmarks[f0]), torch.from_numpy(d.blendshapes[f0]), 1,
@@ -76,18 +98,42 @@ def evaluate(models: Path, features: Path, tag: str, plots: Path, precision_tag:
     ]
     if precision_tag:  # another precision's vectors: the models that read them
         runs = [r for r in runs if r[0] in ("hybrid", "cnn_alone")]
-    res = {"precision": info.get("precision", "float")}
-    for name, found, probs in runs:
+    if validation:  # the landmark-only models hold out other images: most of these they trained on
+        runs = [r for r in runs if r[0] != "landmark_only"]
+        def fused(w):
+            return lambda: w * np.log(cached("hybrid") + 1e-8) + (1 - w) * np.log(cached("cnn_alone") + 1e-8)
+
+        runs += [(f"fusion_hybrid_{w}", fa, fused(w)) for w in FUSION_WEIGHTS]
+    res, done = {"precision": info.get("precision", "float"), "split": split, "n_scored": int(rows.sum())}, {}
+
+    def cached(name):
+        if name not in done:
+            done[name] = next(p for n, _, p in runs if n == name)()
+        return done[name]
+
+    for name, found, _ in runs:
         pred = np.full(len(d.labels), -1)  # no face -> wrong
-        pred[found] = probs().argmax(1)
-        rep = classification_report(d.labels, pred, classes)
+        pred[found] = cached(name).argmax(1)
+        rep = classification_report(d.labels[rows], pred[rows], classes)
         res[name] = rep
-        if name in ("hybrid", "cnn_alone") and not precision_tag:
+        if name in ("hybrid", "cnn_alone") and not precision_tag and plots is not None:
             plot_confusion(rep["confusion"], classes, plots / f"confusion_appearance_{name}_{tag}.png",
                            f"{name} on FER2013 test ({len(classes)} classes, n={rep['n']}, no face = wrong): "
                            f"acc {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}")
     res["n_test"] = int(len(d.labels))
     return res
+
+
+def validation_summary(argv, models: Path, features: Path, out: Path) -> int:
+    r7, r3 = (evaluate(models, features, t, None, validation=True) for t in ("fer7", "fer3"))
+    names = [n for n in r7 if isinstance(r7[n], dict)]
+    table = {n: {"acc7": round(r7[n]["accuracy"], 4), "macro_f1_7": round(r7[n]["macro_f1"], 4),
+                 "acc3": round(r3[n]["accuracy"], 4)} for n in names}
+    write_result(out, {"split": "validation: the teacher's held-out 10% of the training split, faces found in the clean "
+                                "rendering (train_lstm's validation of the hybrid models)",
+                       "faces7": r7["n_scored"], "faces3": r3["n_scored"], "models": table,
+                       "command": command_line("python -m training.eval_appearance", argv)})
+    return 0
 
 
 def cnn_costs(features: Path, root: Path, threads=(2, 1), n: int = 300) -> list[dict]:
@@ -119,11 +165,18 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--features", type=Path, default=Path("runs/features/fer2013"))
     ap.add_argument("--root", type=Path, default=Path("../shared/data/fer2013"))
-    ap.add_argument("--out", type=Path, default=Path("docs/results/appearance.json"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default docs/results/appearance.json (--validation: appearance_validation.json)")
     ap.add_argument("--cost-only", action="store_true", help="only re-measure the CNN's cost (updates --out)")
+    ap.add_argument("--validation", action="store_true",
+                    help="score on the hybrid models' validation faces (default --out: docs/results/appearance_validation.json)")
     a = ap.parse_args(argv)
     import json
 
+    if a.validation:
+        torch.set_num_threads(2)
+        return validation_summary(argv, a.models, a.features, a.out or Path("docs/results/appearance_validation.json"))
+    a.out = a.out or Path("docs/results/appearance.json")
     if a.cost_only:
         res = json.loads(a.out.read_text())
         costs = cnn_costs(a.features, a.root)

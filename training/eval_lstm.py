@@ -33,13 +33,15 @@ from training.train_lstm import STREAM_AUGMENT, feature_kwargs, stream_probs
 
 
 @torch.no_grad()
-def per_frame_stream_mean(model, lm, bs, window, seed=123, batch=512):
+def per_frame_stream_mean(model, lm, bs, window, seed=123, batch=512, view_found=None, appearance=None):
+    """The per-frame model's outputs averaged over the same camera-like stream the LSTM is scored on."""
     fk = feature_kwargs(model.cfg.feature_config)
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, len(lm), batch):
         idx = torch.arange(i, min(i + batch, len(lm)))
-        x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen, **fk)
+        x, _ = make_sequences(lm, bs, torch.zeros(len(lm), dtype=torch.long), idx, idx, window, STREAM_AUGMENT, gen,
+                              view_found=view_found, appearance=appearance, **fk)
         out.append(torch.softmax(model(x), -1).mean(1))
     return torch.cat(out).numpy()
 

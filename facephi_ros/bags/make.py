@@ -85,14 +85,21 @@ class StreamSpec:
     background: str = ""  # with a canvas: a video of an empty room (frames spread over the images)
     face_moves: bool = False  # with a canvas: each image at a new random place (else all at one place, as a
                               # person who stays put while the expression changes)
+    only: tuple[str, ...] = ()  # paths relative to root/<split> to draw from (empty: the whole split)
 
 
 def choose_images(root, split: str, spec: StreamSpec):
     idx = index_split(root, split)
     rng = np.random.default_rng(spec.seed)
+    allowed = np.ones(len(idx.paths), bool)
+    if spec.only:
+        base, only = Path(root) / split, set(spec.only)
+        allowed = np.array([str(Path(p).relative_to(base)) in only for p in idx.paths])
+        if allowed.sum() != len(only):
+            raise ValueError(f"{len(only) - int(allowed.sum())} of the {len(only)} images asked for are not in {base}")
     chosen = []
     for k in range(len(idx.classes)):
-        members = np.nonzero(idx.labels == k)[0]
+        members = np.nonzero((idx.labels == k) & allowed)[0]
         rng.shuffle(members)
         chosen += list(members[: spec.per_class] if spec.per_class else members)
     order = np.array(chosen)
