@@ -175,6 +175,7 @@ def rescore_with_fresh_windows(bag: Path, recorded: Path) -> dict:
 def replay_as_bag(paths: list[str], root: Path, work: Path) -> dict:
     """These images (root-relative) as a small-face bag (the test-split bag's settings), replayed
     through the node set and scored per segment: the published label and the model's top class."""
+    import hashlib
     import shutil
 
     from facephi_ros.bags.evaluate import evaluate_bag
@@ -186,7 +187,8 @@ def replay_as_bag(paths: list[str], root: Path, work: Path) -> dict:
         raise SystemExit(f"the images come from more than one split: {sorted(split)}")
     split = split.pop()
     work.mkdir(parents=True, exist_ok=True)
-    bag = work / f"{split}_small_faces_{len(paths)}"
+    digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:8]  # a bag of other images is another bag
+    bag = work / f"{split}_small_faces_{len(paths)}_{digest}"
     if not bag.exists():  # built beside and renamed: an interrupted build never counts as a bag
         part = bag.with_name(bag.name + ".part")
         shutil.rmtree(part, ignore_errors=True)

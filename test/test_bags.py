@@ -94,15 +94,19 @@ def test_labelled_bag_holds_and_changes(posed_folder, tmp_path):
     assert np.abs(frames[0].astype(int) - frames[1].astype(int)).mean() > 0.5  # jittered, like a camera
 
 
-def test_labelled_bag_draws_only_the_images_asked_for(posed_folder, tmp_path):
+def test_labelled_bag_draws_only_the_images_asked_for(faces_dir, tmp_path):
+    root = tmp_path / "posed"
+    for label, names in (("happy", ["0-f15-hao-ph.jpg"]), ("surprise", ["0-f1-su-ph.jpg", "15-f13-anc-ph.jpg"])):
+        (root / "test" / label).mkdir(parents=True)
+        for name in names:
+            shutil.copy(faces_dir / name, root / "test" / label / name)
     spec = StreamSpec(hold_s=0.5, transition_s=0.1, rate=20, only=("surprise/0-f1-su-ph.jpg",))
-    info = bag_from_images(posed_folder, "test", tmp_path / "b", spec)
+    info = bag_from_images(root, "test", tmp_path / "b", spec)
     with BagReader(tmp_path / "b") as r:
         gts = [m for *_, m in r.messages([GT_TOPIC])]
     assert info["segments"] == 1 and {g.description for g in gts} == {"test/surprise/0-f1-su-ph.jpg"}
     with pytest.raises(ValueError, match="1 of the 2 images"):
-        bag_from_images(posed_folder, "test", tmp_path / "c",
-                        StreamSpec(only=("surprise/0-f1-su-ph.jpg", "sad/missing.jpg")))
+        bag_from_images(root, "test", tmp_path / "c", StreamSpec(only=("surprise/0-f1-su-ph.jpg", "sad/missing.jpg")))
 
 
 def test_video_bag_sqlite_and_mcap(faces_dir, tmp_path):

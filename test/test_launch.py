@@ -204,6 +204,41 @@ def test_stopped_while_starting_exits_quietly(ros, delay):
     assert "Traceback" not in text and "RCLError" not in text, text[-3000:]
 
 
+FINALIZER_INTERRUPTED = """
+import signal, sys, time
+from facephi_ros.nodes.common import redeliver_interrupts_from_finalizers
+if sys.argv[1] == "hooked":
+    redeliver_interrupts_from_finalizers()
+
+class Finalized:  # a library object whose clean-up runs when the Ctrl-C arrives
+    def __del__(self):
+        signal.raise_signal(signal.SIGINT)  # the default handler raises KeyboardInterrupt in here
+        sum(range(1000))
+
+try:
+    Finalized()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        sum(range(1000))  # the model loading on
+    print("still loading after the Ctrl-C", flush=True)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+"""
+
+
+@pytest.mark.parametrize("hooked", [True, False])
+def test_interrupt_inside_a_finalizer_still_stops_the_node(hooked):
+    """A Ctrl-C that lands in an object's __del__ (as in a FacePhi node loading its tokenizer) is
+    delivered again outside it: the node stops, with no "Exception ignored" traceback. Without the
+    hook (the control) Python drops the interrupt with a traceback and the loading goes on."""
+    r = subprocess.run([sys.executable, "-c", FINALIZER_INTERRUPTED, "hooked" if hooked else "plain"],
+                       capture_output=True, text=True, timeout=60)
+    if hooked:
+        assert r.stdout.strip() == "stopped" and "Traceback" not in r.stderr, r.stdout + r.stderr
+    else:
+        assert r.stdout.strip() == "still loading after the Ctrl-C" and "Exception ignored" in r.stderr, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("module", ["numpy", "torch", "facephi_ros.landmarks.tracker"])
 def test_node_interrupted_while_importing_exits_quietly(ros, module):
     """Ctrl-C that lands at a known point inside the node's imports (Python's import-time log says

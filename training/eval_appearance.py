@@ -120,7 +120,8 @@ def evaluate(models: Path, features: Path, tag: str, plots: Path | None, precisi
             plot_confusion(rep["confusion"], classes, plots / f"confusion_appearance_{name}_{tag}.png",
                            f"{name} on FER2013 test ({len(classes)} classes, n={rep['n']}, no face = wrong): "
                            f"acc {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}")
-    res["n_test"] = int(len(d.labels))
+    if not validation:
+        res["n_test"] = int(len(d.labels))
     return res
 
 

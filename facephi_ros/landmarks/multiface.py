@@ -65,8 +65,9 @@ class MultiFaceConfig:
     crop_scale: float = 1.8  # crop side / face box side
     retry_scale: float = 2.4  # when the landmarker finds no face in that crop, one more try this wide (0: none)
     crop_px: int = 192  # crop side fed to the landmarker
-    upscale_sharpen: float = 0.0  # unsharp mask (amount; radius one frame pixel) on upscaled crops. 0: none; 1.0
-                                  # gained 0.4 points on small faces, within the noise (docs/faces.md): off
+    upscale_sharpen: float = 0.0  # unsharp mask (amount; radius one frame pixel) on the upscaled crops the landmarks
+                                  # come from (not the new-face check's). 0: none; 1.0 gained 0.4 points on small
+                                  # faces, within the noise (docs/faces.md): off
     padded_crop_below_px: int = 0  # faces whose box side is below this are cut as the training images are
                                    # prepared (padded_crop; 0: never)
     tile_fraction: float = 0.16  # the smallest face fills this fraction of a tile's side

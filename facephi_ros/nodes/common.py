@@ -2,6 +2,7 @@
 (lifecycle) node base and start-up."""
 from __future__ import annotations
 
+import _thread
 import sys
 import threading
 import time
@@ -279,6 +280,31 @@ def _asset_error():
     return AssetError
 
 
+def redeliver_interrupts_from_finalizers() -> None:
+    """A Ctrl-C that lands inside an object's __del__ (a library's finalizer that runs while a
+    model loads: `regex`'s, under transformers) cannot propagate from there: Python prints
+    "Exception ignored ... KeyboardInterrupt" with a traceback, drops the interrupt and carries
+    on, so the node would not stop. From then on such an interrupt is delivered again to the main
+    thread by a helper thread once the finalizer has returned (were it to land in another one,
+    this repeats), and run_node ends the node quietly; every other unraisable exception goes to
+    the hook that was there before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "redelivers_interrupts", False):
+        return
+
+    def hook(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # not from here: in the main thread the interrupt would be raised inside this hook
+            later = threading.Timer(0.01, _thread.interrupt_main)
+            later.daemon = True
+            later.start()
+        else:
+            previous(unraisable)
+
+    hook.redelivers_interrupts = True
+    sys.unraisablehook = hook
+
+
 def run_node(factory, args=None) -> int:
     """Start a node made by `factory()`, spin it until Ctrl-C / SIGTERM / shutdown.
 
@@ -286,8 +312,10 @@ def run_node(factory, args=None) -> int:
     parameter, a missing model) was logged as one line and exits with status 2, nothing left
     running. A plain node's StartupError is printed as one line, also status 2. Ctrl-C and
     SIGTERM exit 0 after the node's own clean-up, also when they arrive while the node is still
-    starting (no traceback from a context that went away).
+    starting (no traceback from a context that went away, nor from a finalizer the Ctrl-C
+    happened to land in).
     """
+    redeliver_interrupts_from_finalizers()
     try:
         return _run_node(factory, args)
     except KeyboardInterrupt:
