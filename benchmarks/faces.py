@@ -394,22 +394,30 @@ def small_face_bag(per_class: int, background: Path, work: Path, with_moving: bo
     return res
 
 
-def _replay_small(per_class: int, background: Path, work: Path, moving: bool):
+def replay_small_faces(root: Path, split: str, bag: Path, eval_dir: Path, background: Path, **spec) -> dict:
+    """Build (once) a small-face bag of `split`'s images, each 1 s at 30 Hz at 48-64 px in a 640x480
+    frame of the room in `background` (StreamSpec fields in `spec` choose the images and the
+    placement), and replay it through the face mesh and the emotion node (FacePhi off): the bag
+    evaluation."""
     from facephi_ros.bags.evaluate import evaluate_bag
-    from facephi_ros.bags.io import GT_TOPIC, BagReader
     from facephi_ros.bags.make import StreamSpec, bag_from_images
 
-    work.mkdir(parents=True, exist_ok=True)
-    name = f"small_faces{'_moving' if moving else ''}"
-    bag = work / f"fer2013_test_{name}_{per_class}pc"
+    bag.parent.mkdir(parents=True, exist_ok=True)
     if not bag.exists():  # built beside and renamed: an interrupted build never counts as a bag
         part = bag.with_name(bag.name + ".part")
         shutil.rmtree(part, ignore_errors=True)
-        bag_from_images(FER, "test", part, StreamSpec(hold_s=1.0, transition_s=0.1, rate=30.0, per_class=per_class,
-                                                      canvas=(640, 480), face_px=(48, 64), background=str(background),
-                                                      face_moves=moving))
+        bag_from_images(root, split, part, StreamSpec(hold_s=1.0, transition_s=0.1, rate=30.0, canvas=(640, 480),
+                                                      face_px=(48, 64), background=str(background), **spec))
         part.rename(bag)
-    ev = evaluate_bag(bag, work / f"eval_{name}", launch_args=["run_facephi:=false"])
+    return evaluate_bag(bag, eval_dir, launch_args=["run_facephi:=false"])
+
+
+def _replay_small(per_class: int, background: Path, work: Path, moving: bool):
+    from facephi_ros.bags.io import GT_TOPIC, BagReader
+
+    name = f"small_faces{'_moving' if moving else ''}"
+    bag = work / f"fer2013_test_{name}_{per_class}pc"
+    ev = replay_small_faces(FER, "test", bag, work / f"eval_{name}", background, per_class=per_class, face_moves=moving)
     with BagReader(bag) as r:
         files = []
         for _, _, _, _, m in r.messages([GT_TOPIC]):

@@ -176,27 +176,17 @@ def replay_as_bag(paths: list[str], root: Path, work: Path) -> dict:
     """These images (root-relative) as a small-face bag (the test-split bag's settings), replayed
     through the node set and scored per segment: the published label and the model's top class."""
     import hashlib
-    import shutil
 
-    from facephi_ros.bags.evaluate import evaluate_bag
-    from facephi_ros.bags.make import StreamSpec, bag_from_images
-    from benchmarks.faces import data_dir
+    from benchmarks.faces import data_dir, replay_small_faces
 
     split = {Path(p).parts[0] for p in paths}
     if len(split) != 1:
         raise SystemExit(f"the images come from more than one split: {sorted(split)}")
     split = split.pop()
-    work.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256("\n".join(sorted(paths)).encode()).hexdigest()[:8]  # a bag of other images is another bag
     bag = work / f"{split}_small_faces_{len(paths)}_{digest}"
-    if not bag.exists():  # built beside and renamed: an interrupted build never counts as a bag
-        part = bag.with_name(bag.name + ".part")
-        shutil.rmtree(part, ignore_errors=True)
-        bag_from_images(root, split, part, StreamSpec(hold_s=1.0, transition_s=0.1, rate=30.0, canvas=(640, 480),
-                                                      face_px=(48, 64), background=str(data_dir() / "faces" / "no_face.mp4"),
-                                                      only=tuple(str(Path(*Path(p).parts[1:])) for p in paths)))
-        part.rename(bag)
-    ev = evaluate_bag(bag, work / f"eval_{bag.name}", launch_args=["run_facephi:=false"])
+    ev = replay_small_faces(root, split, bag, work / f"eval_{bag.name}", data_dir() / "faces" / "no_face.mp4",
+                            only=tuple(str(Path(*Path(p).parts[1:])) for p in paths))
     return {"segments": len(paths), "published_acc": ev["segment_accuracy"],
             "model_top_class_acc": ev["model_top_class"]["segment_accuracy"],
             "frames_with_face": round(ev["frames_with_face"] / ev["frames_published"], 4),

@@ -100,20 +100,16 @@ def evaluate(models: Path, features: Path, tag: str, plots: Path | None, precisi
         runs = [r for r in runs if r[0] in ("hybrid", "cnn_alone")]
     if validation:  # the landmark-only models hold out other images: most of these they trained on
         runs = [r for r in runs if r[0] != "landmark_only"]
-        def fused(w):
-            return lambda: w * np.log(cached("hybrid") + 1e-8) + (1 - w) * np.log(cached("cnn_alone") + 1e-8)
-
-        runs += [(f"fusion_hybrid_{w}", fa, fused(w)) for w in FUSION_WEIGHTS]
-    res, done = {"precision": info.get("precision", "float"), "split": split, "n_scored": int(rows.sum())}, {}
-
-    def cached(name):
-        if name not in done:
-            done[name] = next(p for n, _, p in runs if n == name)()
-        return done[name]
-
-    for name, found, _ in runs:
+    probs = {name: p() for name, _, p in runs}
+    found_in = {name: found for name, found, _ in runs}
+    if validation:
+        for w in FUSION_WEIGHTS:  # scores whose argmax is the fused class
+            probs[f"fusion_hybrid_{w}"] = w * np.log(probs["hybrid"] + 1e-8) + (1 - w) * np.log(probs["cnn_alone"] + 1e-8)
+            found_in[f"fusion_hybrid_{w}"] = fa
+    res = {"precision": info.get("precision", "float"), "split": split, "n_scored": int(rows.sum())}
+    for name, p in probs.items():
         pred = np.full(len(d.labels), -1)  # no face -> wrong
-        pred[found] = cached(name).argmax(1)
+        pred[found_in[name]] = p.argmax(1)
         rep = classification_report(d.labels[rows], pred[rows], classes)
         res[name] = rep
         if name in ("hybrid", "cnn_alone") and not precision_tag and plots is not None:
