@@ -200,3 +200,47 @@ def test_sequence_jitter_goes_through_the_nodes_alignment(built):
                           torch.zeros(len(lm), dtype=torch.long), idx, idx, 4, aug, torch.Generator().manual_seed(1))
     frames = x[..., 52:].reshape(len(lm), 4, 478, 3).numpy()
     assert np.abs(frames - lm[:, None]).max() < 1e-4  # pose jitter alone leaves the features as they were
+
+
+def test_two_seeds_train_apart_and_join_into_an_ensemble(built, tmp_path):
+    """train_lstm --seed trains another member (the hold-out stays the config's); ensemble_lstm
+    joins members into one folder that loads as an ensemble giving their mean probability."""
+    import yaml
+
+    from facephi_ros.models.lstm import EmotionEnsemble, load_model
+    from training.ensemble_lstm import main as join
+    from training.train_lstm import main as train
+    from training.train_lstm import stream_probs
+
+    feats = tmp_path / "features"
+    feats.mkdir()
+    for name in ("", "_views"):  # the tiny test split stands in for a training split
+        shutil.copy(built / f"test{name}.npz", feats / f"train{name}.npz")
+    cfg = yaml.safe_load(open("training/configs/lstm_fer7.yaml"))
+    cfg.update(features_dir=str(feats), classes=list(FER_CLASSES), distill=None,
+               model={**cfg["model"], "hidden": 8, "encoder_hidden": 16})
+    cfg["train"].update(epochs=2, batch_size=4, val_fraction=0.5, init_from=None)
+    config = tmp_path / "cfg.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    for seed in (0, 1):
+        assert train(["--config", str(config), "--per-frame", "--seed", str(seed), "--threads", "1",
+                      "--out", str(tmp_path / f"m{seed}")]) == 0
+    m0, m1 = (load_model(tmp_path / f"m{s}")[0] for s in (0, 1))
+    assert not torch.equal(m0.head[-1].weight, m1.head[-1].weight)  # another seed, another model
+    val = [json.loads((tmp_path / f"m{s}" / "metrics.json").read_text())["val_faces"] for s in (0, 1)]
+    assert val[0] == val[1] >= 1
+    assert join(["--config", str(config), "--members", str(tmp_path / "m0"), str(tmp_path / "m1"),
+                 "--out", str(tmp_path / "ens"), "--threads", "1"]) == 0
+    ens, meta = load_model(tmp_path / "ens")
+    assert isinstance(ens, EmotionEnsemble) and meta["members"] == 2
+    metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())
+    assert set(metrics["val"]) == {str(tmp_path / "m0"), str(tmp_path / "m1"), "ensemble", "ensemble_as_stored"}
+    d = load_split(feats, "train", list(FER_CLASSES))
+    lm, bs = torch.from_numpy(d.norm_landmarks[d.found]), torch.from_numpy(d.blendshapes[d.found])
+    p = [stream_probs(m, lm, bs, 1) for m in (m0, m1, ens)]
+    assert np.allclose(p[2], (p[0] + p[1]) / 2, atol=2e-3)  # float16 storage: close, not exact
+    cfg3 = {**cfg, "classes": ["happy", "sad", "surprise"]}
+    (tmp_path / "cfg3.yaml").write_text(yaml.safe_dump(cfg3))
+    with pytest.raises(SystemExit, match="has classes"):  # members trained for other classes: one line
+        join(["--config", str(tmp_path / "cfg3.yaml"), "--members", str(tmp_path / "m0"), str(tmp_path / "m1"),
+              "--out", str(tmp_path / "bad")])

@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     }
     # keep the robot-side figures benchmarks/appearance_bag.py adds to the same file
     kept = {k: v for k, v in (json.loads(a.out.read_text()) if a.out.exists() else {}).items()
-            if k in ("processed_ratio", "latency_p50_ms", "latency_p50_ratio_to_off", "bag")}
+            if k in ("processed_ratio", "latency_p50_ms", "latency_p50_ratio_to_off", "bag") or k.startswith("bag_runs")}
     out = {**out, **kept}
     write_result(a.out, out, show={k: v for k, v in out.items() if k != "details"})
     return 0

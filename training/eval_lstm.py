@@ -53,8 +53,8 @@ def per_frame_views_mean(model, lm, bs, view_found) -> np.ndarray:
     return mean_over_found(p, view_found).numpy()
 
 
-def evaluate(models_dir: Path, features_dir: Path, tag: str, plots: Path, views: bool) -> dict:
-    lstm, meta = load_model(models_dir / f"lstm_{tag}")
+def evaluate(models_dir: Path, features_dir: Path, tag: str, plots: Path, views: bool, lstm_dir: str = "") -> dict:
+    lstm, meta = load_model(Path(lstm_dir.format(tag=tag)) if lstm_dir else models_dir / f"lstm_{tag}")
     frame, _ = load_model(models_dir / f"frame_{tag}")
     classes = list(lstm.cfg.classes)
     d = load_split(features_dir, "test", classes, views=views)
@@ -93,14 +93,17 @@ def main(argv=None) -> int:
     ap.add_argument("--models", type=Path, default=Path("models"))
     ap.add_argument("--features", type=Path, default=Path("runs/features/fer2013"))
     ap.add_argument("--out", type=Path, default=Path("docs/results/lstm_fer2013.json"))
+    ap.add_argument("--lstm", default="",
+                    help="the LSTM folders instead of <models>/lstm_<tag>, with {tag} for fer7 / fer3 "
+                         "(for example another candidate: runs/ensemble/ensemble_{tag}); plots go beside --out")
     ap.add_argument("--single-view", action="store_true",
                     help="score only the original rendering of each image (no test_views.npz needed)")
     a = ap.parse_args(argv)
     torch.set_num_threads(2)
     plots = a.out.parent
     views = not a.single_view
-    r7 = evaluate(a.models, a.features, "fer7", plots, views)
-    r3 = evaluate(a.models, a.features, "fer3", plots, views)
+    r7 = evaluate(a.models, a.features, "fer7", plots, views, a.lstm)
+    r3 = evaluate(a.models, a.features, "fer3", plots, views, a.lstm)
     extra = {}
     if views:
         extra = {"acc7_single_view": round(r7["lstm_single_view"]["accuracy"], 4),

@@ -146,10 +146,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--out", type=Path, default=None, help="default: docs/results/lstm_stream.json "
                     "(--hybrid: docs/results/appearance_stream.json)")
+    ap.add_argument("--label-rule", type=float, nargs=3, default=None, metavar=("MARGIN", "HOLD_S", "SMOOTH_S"),
+                    help="the published label's rule (default: the shipped one), e.g. the one tune_label_rule chose "
+                         "for another --lstm")
     ap.add_argument("--hybrid", action="store_true", help="appearance mode: faces carry appearance vectors")
     a = ap.parse_args(argv)
     a.out = a.out or Path("docs/results/appearance_stream.json" if a.hybrid else "docs/results/lstm_stream.json")
     prefix = "appearance_" if a.hybrid else ""  # the plots' names: the landmark run's are not overwritten
+    rule = LabelRuleConfig(*a.label_rule) if a.label_rule else None
     torch.set_num_threads(2)
     appearance, app_test = None, None
     if a.hybrid:
@@ -161,10 +165,10 @@ def main(argv=None) -> int:
         if a.hybrid:  # the same three, the hybrid models answering for faces with a vector
             hyb, hyb_frame = a.lstm.parent / f"lstm_hybrid_{a.lstm.name.split('_')[-1]}", \
                 a.frame.parent / f"frame_hybrid_{a.frame.name.split('_')[-1]}"
-            return {"lstm": EmotionEstimator(a.lstm, hybrid_dir=hyb),
+            return {"lstm": EmotionEstimator(a.lstm, hybrid_dir=hyb, label_rule=rule),
                     "lstm_argmax": EmotionEstimator(a.lstm, label_rule=ARGMAX, hybrid_dir=hyb),
                     "per_frame": EmotionEstimator(a.frame, label_rule=ARGMAX, hybrid_dir=hyb_frame)}
-        return {"lstm": EmotionEstimator(a.lstm), "lstm_argmax": EmotionEstimator(a.lstm, label_rule=ARGMAX),
+        return {"lstm": EmotionEstimator(a.lstm, label_rule=rule), "lstm_argmax": EmotionEstimator(a.lstm, label_rule=ARGMAX),
                 "per_frame": EmotionEstimator(a.frame, label_rule=ARGMAX)}
 
     # 1. real videos

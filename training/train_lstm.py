@@ -86,6 +86,19 @@ def init_from(model: EmotionLSTM, folder: Path) -> None:
                 p.mul_(0.1)
 
 
+def init_encoder_from(model: EmotionLSTM, folder: Path) -> None:
+    """Copy another trained model's encoder (with its input statistics) into `model`: the same
+    features and sizes, any class list (for example a 3-class model starting from the 7-class
+    model's encoder, which learnt from every image). The head and the LSTM start fresh."""
+    from facephi_ros.models.lstm import load_model
+
+    src, _ = load_model(folder, expect_features=model.cfg.feature_config)
+    if (src.cfg.input_norm, src.cfg.encoder_hidden, src.cfg.hidden) != (model.cfg.input_norm, model.cfg.encoder_hidden,
+                                                                      model.cfg.hidden):
+        raise SystemExit(f"--init-encoder-from {folder}: its encoder's design differs from this model's")
+    model.load_state_dict({k: v for k, v in src.state_dict().items() if k.startswith("encoder.")}, strict=False)
+
+
 def holdout(found: np.ndarray, found_any: np.ndarray, fraction: float, rng: np.random.Generator) -> tuple:
     """(training, validation) image indices: validation is a seeded share of the images whose
     original rendering shows a face; training is every other image with a face in any rendering."""
@@ -139,12 +152,17 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu or cuda")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="a trained per-frame model (same features, classes and sizes) whose encoder and head start the LSTM")
+    ap.add_argument("--init-encoder-from", type=Path, default=None,
+                    help="a trained model (same features and sizes, any classes) whose encoder starts this one")
     ap.add_argument("--lr", type=float, default=None, help="override the config's peak learning rate")
     ap.add_argument("--distill-alpha", type=float, default=None,
                     help="override the config's distill.alpha (share of the hard-label loss; 1 = no distillation)")
     ap.add_argument("--distill-temperature", type=float, default=None, help="override the config's distill.temperature")
     ap.add_argument("--no-distill", action="store_true", help="ignore the config's distill section")
     ap.add_argument("--camera-views", action="store_true", help="set the config's camera_views: true")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="training seed (initialisation, order, augmentation) in place of the config's; the "
+                         "validation hold-out keeps the config's seed, so models of different seeds share it")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = yaml.safe_load(a.config.read_text())
@@ -160,8 +178,11 @@ def main(argv=None) -> int:
     tc, aug = cfg["train"], SequenceAugment(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
     name = cfg["name"].replace("lstm_", "frame_") if a.per_frame else cfg["name"]
     out = a.out or Path("models") / name
-    torch.manual_seed(tc["seed"])
-    rng = np.random.default_rng(tc["seed"])
+    rng = np.random.default_rng(tc["seed"])  # the hold-out's seed: always the config's
+    if a.seed is not None:
+        tc["train_seed"] = a.seed
+    train_seed = tc.get("train_seed", tc["seed"])
+    torch.manual_seed(train_seed)
 
     views = bool(cfg.get("views", False))  # frames drawn from build_dataset --views renderings
     # camera_views: two more training renderings per image (build_dataset --camera-views); validation
@@ -224,6 +245,9 @@ def main(argv=None) -> int:
     # the LSTM may start from the trained per-frame model (train.init_from) and then fine-tune
     # with train.finetune's epochs and peak learning rate
     start = a.init_from or (Path(tc["init_from"]) if tc.get("init_from") and not a.per_frame else None)
+    if a.init_encoder_from:
+        init_encoder_from(model, a.init_encoder_from)
+        print(f"encoder from {a.init_encoder_from}")
     if start:
         init_from(model, start)
         for k, v in (tc.get("finetune") or {}).items():
@@ -255,7 +279,7 @@ def main(argv=None) -> int:
                                  alpha=distill["alpha"] if distill else 1.0,
                                  temperature=distill["temperature"] if distill else 1.0,
                                  weight=weights, label_smoothing=tc["label_smoothing"])
-    gen = torch.Generator().manual_seed(tc["seed"])
+    gen = torch.Generator().manual_seed(train_seed)
     tr_t = torch.from_numpy(tr_idx)
     # partners for transitions come from the training images only
     best, best_epoch, history = -1.0, -1, []

@@ -150,8 +150,8 @@ class EmotionEstimator:
 
     def _step(self, w: _Window, z: torch.Tensor, model) -> tuple[torch.Tensor, int]:
         """Advance a face's LSTM states by one frame encoding z (H,) of `model`; logits and frames integrated."""
-        if model.lstm is None:
-            return model.head(z[None])[0], 1
+        if not model.cfg.temporal:
+            return model.classify(z[None])[0], 1
         half = max(1, self.window // 2)
         for s in w.states:
             if s is not None and s.count >= self.window:  # integrated a full window: restart

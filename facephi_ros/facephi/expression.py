@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..data.sequences import assemble, mirror_normalized
-from ..models.lstm import ModelFileError, load_model
+from ..models.lstm import EmotionLSTM, ModelFileError, load_model
 
 BATCH = 2048
 
@@ -31,9 +31,11 @@ class ExpressionEncoder:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.model, self.meta = load_model(self.folder)
-        if self.model.lstm is not None:
+        if self.model.cfg.temporal:
             raise ModelFileError(f"FacePhi expression model {self.folder} is temporal: it must be a per-frame model "
                                  "(train_lstm --per-frame)")
+        if not isinstance(self.model, EmotionLSTM):
+            raise ModelFileError(f"FacePhi expression model {self.folder} is an ensemble: it must be one per-frame model")
         fc = self.model.cfg.feature_config
         if not (fc.landmarks and fc.blendshapes and fc.landmark_dims == 3 and not fc.landmark_subset):
             raise ModelFileError(f"FacePhi expression model {self.folder} must read all 478 landmarks (x, y, z) "

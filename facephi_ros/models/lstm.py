@@ -5,10 +5,15 @@
 The per-frame baseline is the same encoder and head with no LSTM (`temporal=False`), so the two
 differ only in temporal context. Weights are stored as safetensors beside a JSON file holding the
 architecture, the feature layout (FeatureConfig) and the class list; loading checks all three.
+
+A model folder may hold an ensemble (EmotionEnsemble): several such models of one design, trained
+apart with different seeds, whose class probabilities are averaged. It has the same interface
+(encode, classify, step, forward), so the node and the evaluations run either.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -103,6 +108,10 @@ class EmotionLSTM(nn.Module):
         out, _ = self.lstm(z)
         return out + z  # residual: the head sees the current frame and the integrated history
 
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        """Encodings (B, H) -> logits (B, C) with no temporal context (the per-frame model's output)."""
+        return self.head(z)
+
     def step(self, z: torch.Tensor, hc=None) -> tuple[torch.Tensor, tuple]:
         """One frame of streaming: encodings z (B, H) and the LSTM state (None = zero) -> logits
         (B, C) after this frame and the new state; the same as forward() over the frames so far."""
@@ -116,19 +125,78 @@ class EmotionLSTM(nn.Module):
         return self.head(self.temporal(self.encode(x)))
 
 
-def save_model(model: EmotionLSTM, folder: str | Path, extra: dict | None = None) -> Path:
+class EmotionEnsemble(nn.Module):
+    """Several EmotionLSTMs of one configuration, trained apart (different seeds), run side by side;
+    the output is the log of their mean class probability, so softmax() of it is that mean.
+
+    The interface is EmotionLSTM's: encode() concatenates the members' encodings (B, M*H),
+    classify() and step() split them again, and step()'s state is one (h, c) per member."""
+
+    def __init__(self, members: list[EmotionLSTM]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two members")
+        first = asdict(members[0].cfg)
+        for m in members[1:]:
+            if asdict(m.cfg) != first:
+                raise ValueError("ensemble members must share one configuration (features, classes, sizes, window)")
+        self.members = nn.ModuleList(members)
+        self.cfg = members[0].cfg
+
+    @staticmethod
+    def combine(logits: list[torch.Tensor]) -> torch.Tensor:
+        """Members' logits -> log of their mean probability (a valid logit vector for softmax)."""
+        lp = torch.stack([torch.log_softmax(x, -1) for x in logits])
+        return torch.logsumexp(lp, 0) - math.log(len(logits))
+
+    def _split(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return z.split(self.cfg.hidden, -1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.encode(x) for m in self.members], -1)
+
+    def classify(self, z: torch.Tensor) -> torch.Tensor:
+        return self.combine([m.classify(zi) for m, zi in zip(self.members, self._split(z))])
+
+    def step(self, z: torch.Tensor, hc=None) -> tuple[torch.Tensor, tuple]:
+        logits, states = [], []
+        for i, (m, zi) in enumerate(zip(self.members, self._split(z))):
+            lg, s = m.step(zi, None if hc is None else hc[i])
+            logits.append(lg)
+            states.append(s)
+        return self.combine(logits), tuple(states)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.combine([m(x) for m in self.members])
+
+
+def save_model(model: EmotionLSTM | EmotionEnsemble, folder: str | Path, extra: dict | None = None,
+               half: bool = False) -> Path:
+    """half: store the weights as float16 (halves the file; input statistics stay float32, and
+    loading returns a float32 model)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
-    meta = {"arch": "EmotionLSTM", "config": asdict(model.cfg), **(extra or {})}
+
+    def stored(k: str, v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().cpu()
+        if half and v.is_floating_point() and not k.endswith((".mean", ".std")):
+            v = v.half()
+        return v.contiguous()
+
+    save_file({k: stored(k, v) for k, v in model.state_dict().items()}, str(folder / WEIGHTS))
+    meta = {"arch": type(model).__name__, "config": asdict(model.cfg), **(extra or {})}
+    if isinstance(model, EmotionEnsemble):
+        meta["members"] = len(model.members)
+    if half:
+        meta["weights_dtype"] = "float16"
     (folder / META).write_text(json.dumps(meta, indent=1))
     return folder
 
 
 def load_model(folder: str | Path, expect_features: FeatureConfig | None = None,
-               expect_classes: list | None = None) -> tuple[EmotionLSTM, dict]:
+               expect_classes: list | None = None) -> tuple[EmotionLSTM | EmotionEnsemble, dict]:
     """Load weights + metadata; ModelFileError (one line) when missing, corrupt or mismatching."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -142,6 +210,7 @@ def load_model(folder: str | Path, expect_features: FeatureConfig | None = None,
     try:
         meta = json.loads(meta_path.read_text())
         cfg = LSTMConfig(**meta["config"])
+        members = int(meta.get("members", 1))
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(f"emotion model metadata {meta_path} is corrupt ({type(e).__name__}: {e})") from None
     if expect_features is not None and cfg.feature_config != expect_features:
@@ -153,7 +222,7 @@ def load_model(folder: str | Path, expect_features: FeatureConfig | None = None,
         state = load_file(str(w_path))
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFileError(f"emotion model weights {w_path} are corrupt ({str(e).splitlines()[0][:100]})") from None
-    model = EmotionLSTM(cfg)
+    model = EmotionEnsemble([EmotionLSTM(cfg) for _ in range(members)]) if members > 1 else EmotionLSTM(cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -1,0 +1,98 @@
+"""Join separately trained emotion models into one ensemble model folder, and validate it.
+
+    python -m training.ensemble_lstm --config training/configs/lstm_fer7.yaml \\
+        --members models/lstm_fer7 runs/ensemble/lstm_fer7_s1 --out runs/ensemble/ensemble_fer7
+
+The members are models of one configuration trained with different seeds
+(`python -m training.train_lstm ... --seed N`, each from its own per-frame model), so their
+errors differ; the ensemble averages their class probabilities (facephi_ros.models.lstm.EmotionEnsemble).
+The emotion node runs such a folder given as its model_dir. The shipped models are single: an
+ensemble of two costs nearly twice as much for a small gain (docs/lstm.md).
+Weights are stored as float16 to keep the file under 10 MB. Before writing, every member and the
+ensemble are scored on train_lstm's validation stream (the config's held-out share of the training
+split, the same noisy 16-frame stream train_lstm reports; the test split is never read), and the
+figures go to <out>/metrics.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from facephi_ros.data.feature_files import load_split
+from facephi_ros.data.image_folder import EXTRA_VIEWS
+from facephi_ros.evaluation.metrics import classification_report, command_line, write_result
+from facephi_ros.models.lstm import EmotionEnsemble, ModelFileError, load_model, save_model
+from training.train_lstm import holdout, stream_probs, teacher_holdout
+
+
+def validation_stream(cfg: dict) -> tuple:
+    """train_lstm's validation faces of this config: (landmarks, blendshapes, found) of the views, labels."""
+    tc = cfg["train"]
+    data = load_split(cfg["features_dir"], "train", cfg["classes"], views=True)
+    if tc.get("val_split") == "teacher_holdout":
+        _, val = teacher_holdout(cfg["features_dir"], data)
+    else:
+        _, val = holdout(data.found, data.found_any, tc["val_fraction"], np.random.default_rng(tc["seed"]))
+    n = 1 + len(EXTRA_VIEWS)
+    return (torch.from_numpy(data.view_landmarks[val][:, :n]), torch.from_numpy(data.view_blendshapes[val][:, :n]),
+            torch.from_numpy(data.view_found[val][:, :n]), data.labels[val])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", type=Path, required=True, help="the members' training config (for the validation faces)")
+    ap.add_argument("--members", type=Path, nargs="+", required=True, help="trained model folders, two or more")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    cfg = yaml.safe_load(a.config.read_text())
+    try:
+        members = [load_model(m, expect_classes=cfg["classes"])[0] for m in a.members]
+    except ModelFileError as e:
+        raise SystemExit(str(e)) from None
+    if any(isinstance(m, EmotionEnsemble) for m in members):
+        raise SystemExit("members must be single models, not ensembles")
+    try:
+        ensemble = EmotionEnsemble(members).eval()
+    except ValueError as e:
+        raise SystemExit(f"cannot join {[str(m) for m in a.members]}: {e}") from None
+    lm, bs, vf, y = validation_stream(cfg)
+
+    def probs(model):  # train_lstm's validation: the noisy stream, or the clean frame for per-frame models
+        if model.cfg.window == 1:
+            return stream_probs(model, lm[:, 0], bs[:, 0], 1)
+        return stream_probs(model, lm, bs, model.cfg.window, view_found=vf)
+
+    val = {}
+    for name, model in [*((str(p), m) for p, m in zip(a.members, members)), ("ensemble", ensemble)]:
+        rep = classification_report(y, probs(model).argmax(1), cfg["classes"])
+        val[name] = {"accuracy": round(rep["accuracy"], 4), "macro_f1": round(rep["macro_f1"], 4)}
+        print(f"validation {name}: acc {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}", flush=True)
+    save_model(ensemble, a.out, {"trained_with": command_line("python -m training.ensemble_lstm", argv),
+                                 "members_from": [str(m) for m in a.members],
+                                 "members_trained_with": [json_meta(m).get("trained_with", "") for m in a.members],
+                                 "training_config": cfg}, half=True)
+    back, _ = load_model(a.out)  # the stored (float16) weights: the figure the node gets
+    rep = classification_report(y, probs(back).argmax(1), cfg["classes"])
+    val["ensemble_as_stored"] = {"accuracy": round(rep["accuracy"], 4), "macro_f1": round(rep["macro_f1"], 4)}
+    print(f"validation, as stored (float16): acc {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}")
+    write_result(a.out / "metrics.json", {"name": cfg["name"], "members": len(members), "val_faces": int(len(y)),
+                                          "val": val, "protocol": "train_lstm's validation stream (16 noisy frames of "
+                                                                  "the held-out faces' renderings)"})
+    size = (a.out / "weights.safetensors").stat().st_size / 1e6
+    print(f"-> {a.out} ({size:.1f} MB)")
+    return 0
+
+
+def json_meta(folder: Path) -> dict:
+    return json.loads((folder / "model.json").read_text())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
