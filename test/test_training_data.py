@@ -227,10 +227,18 @@ def test_two_seeds_train_apart_and_join_into_an_ensemble(built, tmp_path):
                       "--out", str(tmp_path / f"m{seed}")]) == 0
     m0, m1 = (load_model(tmp_path / f"m{s}")[0] for s in (0, 1))
     assert not torch.equal(m0.head[-1].weight, m1.head[-1].weight)  # another seed, another model
-    val = [json.loads((tmp_path / f"m{s}" / "metrics.json").read_text())["val_faces"] for s in (0, 1)]
-    assert val[0] == val[1] >= 1
+    metrics = [json.loads((tmp_path / f"m{s}" / "metrics.json").read_text()) for s in (0, 1)]
+    assert metrics[0]["val_faces"] >= 1
+    assert metrics[0]["val_images_sha256"] == metrics[1]["val_images_sha256"]  # the same validation faces
     assert join(["--config", str(config), "--members", str(tmp_path / "m0"), str(tmp_path / "m1"),
                  "--out", str(tmp_path / "ens"), "--threads", "1"]) == 0
+    with pytest.raises(SystemExit, match="ensemble"):  # an ensemble is no starting point: one line
+        train(["--config", str(config), "--init-from", str(tmp_path / "ens"), "--out", str(tmp_path / "x")])
+    other = {**cfg, "train": {**cfg["train"], "val_fraction": 0.25}}
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(other))
+    with pytest.raises(SystemExit, match="another validation hold-out"):  # members must not have trained on it
+        join(["--config", str(tmp_path / "other.yaml"), "--members", str(tmp_path / "m0"), str(tmp_path / "m1"),
+              "--out", str(tmp_path / "bad")])
     ens, meta = load_model(tmp_path / "ens")
     assert isinstance(ens, EmotionEnsemble) and meta["members"] == 2
     metrics = json.loads((tmp_path / "ens" / "metrics.json").read_text())

@@ -30,6 +30,9 @@ from facephi_ros.models.lstm import EmotionEnsemble, ModelFileError, load_model,
 from training.train_lstm import holdout, stream_probs, teacher_holdout
 
 
+HOLDOUT_KEYS = ("seed", "val_fraction", "val_split")  # what decides train_lstm's validation faces
+
+
 def validation_stream(cfg: dict) -> tuple:
     """train_lstm's validation faces of this config: (landmarks, blendshapes, found) of the views, labels."""
     tc = cfg["train"]
@@ -58,6 +61,15 @@ def main(argv=None) -> int:
         raise SystemExit(str(e)) from None
     if any(isinstance(m, EmotionEnsemble) for m in members):
         raise SystemExit("members must be single models, not ensembles")
+    if any(m.cfg.appearance_dim for m in members) or not cfg.get("views"):
+        raise SystemExit("ensemble_lstm joins landmark models trained on the views (views: true); "
+                         "hybrid models are not supported")
+    hold = {k: cfg["train"].get(k) for k in HOLDOUT_KEYS}
+    for m in a.members:  # validated on the config's hold-out: the members must not have trained on it
+        theirs = json_meta(m).get("training_config", {}).get("train", {})
+        if {k: theirs.get(k) for k in HOLDOUT_KEYS} != hold:
+            raise SystemExit(f"member {m} was trained with another validation hold-out "
+                             f"({ {k: theirs.get(k) for k in HOLDOUT_KEYS} } vs the config's {hold})")
     try:
         ensemble = EmotionEnsemble(members).eval()
     except ValueError as e:

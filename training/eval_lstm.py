@@ -79,6 +79,8 @@ def evaluate(models_dir: Path, features_dir: Path, tag: str, plots: Path, views:
     for name, found, probs in runs:
         rep = classification_report(d.labels, full(probs().argmax(1), found), classes)
         res[name] = rep
+        if lstm_dir and not name.startswith("lstm"):
+            continue  # another LSTM candidate: the per-frame models' plots are the shipped run's
         plot_confusion(rep["confusion"], classes, plots / f"confusion_{name}_{tag}.png",
                        f"{name} on FER2013 test ({len(classes)} classes, n={rep['n']}, no face = wrong): "
                        f"acc {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f}")

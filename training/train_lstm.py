@@ -12,6 +12,7 @@ and confusion_val.png to the output folder.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -74,6 +75,8 @@ def init_from(model: EmotionLSTM, folder: Path) -> None:
     from facephi_ros.models.lstm import load_model
 
     src, _ = load_model(folder, expect_features=model.cfg.feature_config, expect_classes=model.cfg.classes)
+    if not isinstance(src, EmotionLSTM):
+        raise SystemExit(f"--init-from {folder} is an ensemble: start from one of its members")
     if src.cfg.input_norm != model.cfg.input_norm:
         raise SystemExit(f"--init-from {folder}: input_norm {src.cfg.input_norm} differs from {model.cfg.input_norm}")
     state = {k: v for k, v in src.state_dict().items() if k.startswith(("encoder.", "head."))}
@@ -93,6 +96,8 @@ def init_encoder_from(model: EmotionLSTM, folder: Path) -> None:
     from facephi_ros.models.lstm import load_model
 
     src, _ = load_model(folder, expect_features=model.cfg.feature_config)
+    if not isinstance(src, EmotionLSTM):
+        raise SystemExit(f"--init-encoder-from {folder} is an ensemble: start from one of its members")
     if (src.cfg.input_norm, src.cfg.encoder_hidden, src.cfg.hidden) != (model.cfg.input_norm, model.cfg.encoder_hidden,
                                                                       model.cfg.hidden):
         raise SystemExit(f"--init-encoder-from {folder}: its encoder's design differs from this model's")
@@ -323,7 +328,9 @@ def main(argv=None) -> int:
             print(f"early stop: no improvement for {tc['patience']} epochs")
             break
     metrics = {"name": name, "device": str(dev), "best_epoch": best_epoch, "val": best_rep, "history": history,
-               "train_faces": int(len(tr_idx)), "val_faces": int(len(val_idx)), "seconds": round(time.time() - t0)}
+               "train_faces": int(len(tr_idx)), "val_faces": int(len(val_idx)),
+               "val_images_sha256": hashlib.sha256("\n".join(map(str, data.paths[val_idx])).encode()).hexdigest(),
+               "seconds": round(time.time() - t0)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plot_confusion(best_rep["confusion"], classes, out / "confusion_val.png",
                    f"{name} validation (held-out train), acc {best_rep['accuracy']:.3f}, macro-F1 {best_rep['macro_f1']:.3f}")
