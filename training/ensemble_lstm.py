@@ -16,10 +16,8 @@ figures go to <out>/metrics.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
@@ -27,7 +25,7 @@ from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.image_folder import EXTRA_VIEWS
 from facephi_ros.evaluation.metrics import classification_report, command_line, write_result
 from facephi_ros.models.lstm import EmotionEnsemble, ModelFileError, load_model, save_model
-from training.train_lstm import holdout, stream_probs, teacher_holdout
+from training.train_lstm import stream_probs, validation_split
 
 
 HOLDOUT_KEYS = ("seed", "val_fraction", "val_split")  # what decides train_lstm's validation faces
@@ -35,12 +33,8 @@ HOLDOUT_KEYS = ("seed", "val_fraction", "val_split")  # what decides train_lstm'
 
 def validation_stream(cfg: dict) -> tuple:
     """train_lstm's validation faces of this config: (landmarks, blendshapes, found) of the views, labels."""
-    tc = cfg["train"]
     data = load_split(cfg["features_dir"], "train", cfg["classes"], views=True)
-    if tc.get("val_split") == "teacher_holdout":
-        _, val = teacher_holdout(cfg["features_dir"], data)
-    else:
-        _, val = holdout(data.found, data.found_any, tc["val_fraction"], np.random.default_rng(tc["seed"]))
+    _, val = validation_split(cfg, data)
     n = 1 + len(EXTRA_VIEWS)
     return (torch.from_numpy(data.view_landmarks[val][:, :n]), torch.from_numpy(data.view_blendshapes[val][:, :n]),
             torch.from_numpy(data.view_found[val][:, :n]), data.labels[val])
@@ -56,17 +50,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     cfg = yaml.safe_load(a.config.read_text())
     try:
-        members = [load_model(m, expect_classes=cfg["classes"])[0] for m in a.members]
+        loaded = [load_model(m, expect_classes=cfg["classes"]) for m in a.members]
     except ModelFileError as e:
         raise SystemExit(str(e)) from None
+    members, metas = [m for m, _ in loaded], [meta for _, meta in loaded]
     if any(isinstance(m, EmotionEnsemble) for m in members):
         raise SystemExit("members must be single models, not ensembles")
     if any(m.cfg.appearance_dim for m in members) or not cfg.get("views"):
         raise SystemExit("ensemble_lstm joins landmark models trained on the views (views: true); "
                          "hybrid models are not supported")
     hold = {k: cfg["train"].get(k) for k in HOLDOUT_KEYS}
-    for m in a.members:  # validated on the config's hold-out: the members must not have trained on it
-        theirs = json_meta(m).get("training_config", {}).get("train", {})
+    for m, meta in zip(a.members, metas):  # validated on the config's hold-out: the members must not have trained on it
+        theirs = meta.get("training_config", {}).get("train", {})
         if {k: theirs.get(k) for k in HOLDOUT_KEYS} != hold:
             raise SystemExit(f"member {m} was trained with another validation hold-out "
                              f"({ {k: theirs.get(k) for k in HOLDOUT_KEYS} } vs the config's {hold})")
@@ -88,7 +83,7 @@ def main(argv=None) -> int:
         print(f"validation {name}: acc {rep['accuracy']:.4f}  macro-F1 {rep['macro_f1']:.4f}", flush=True)
     save_model(ensemble, a.out, {"trained_with": command_line("python -m training.ensemble_lstm", argv),
                                  "members_from": [str(m) for m in a.members],
-                                 "members_trained_with": [json_meta(m).get("trained_with", "") for m in a.members],
+                                 "members_trained_with": [meta.get("trained_with", "") for meta in metas],
                                  "training_config": cfg}, half=True)
     back, _ = load_model(a.out)  # the stored (float16) weights: the figure the node gets
     rep = classification_report(y, probs(back).argmax(1), cfg["classes"])
@@ -100,10 +95,6 @@ def main(argv=None) -> int:
     size = (a.out / "weights.safetensors").stat().st_size / 1e6
     print(f"-> {a.out} ({size:.1f} MB)")
     return 0
-
-
-def json_meta(folder: Path) -> dict:
-    return json.loads((folder / "model.json").read_text())
 
 
 if __name__ == "__main__":

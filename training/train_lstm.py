@@ -68,15 +68,21 @@ def stream_probs(model: EmotionLSTM, lm: torch.Tensor, bs: torch.Tensor, window:
     return torch.cat(out).numpy()
 
 
+def load_single(folder: Path, flag: str, **expect) -> EmotionLSTM:
+    """A trained single model to start from (load_model's checks); an ensemble is refused in one line."""
+    from facephi_ros.models.lstm import load_model
+
+    src, _ = load_model(folder, **expect)
+    if not isinstance(src, EmotionLSTM):
+        raise SystemExit(f"{flag} {folder} is an ensemble: start from one of its members")
+    return src
+
+
 def init_from(model: EmotionLSTM, folder: Path) -> None:
     """Copy a per-frame model's encoder (with its input statistics) and head into `model`, and
     shrink the LSTM's initial weights tenfold: its output is then near 0 and the residual passes
     each frame's encoding almost unchanged, so training starts from the per-frame model's predictions."""
-    from facephi_ros.models.lstm import load_model
-
-    src, _ = load_model(folder, expect_features=model.cfg.feature_config, expect_classes=model.cfg.classes)
-    if not isinstance(src, EmotionLSTM):
-        raise SystemExit(f"--init-from {folder} is an ensemble: start from one of its members")
+    src = load_single(folder, "--init-from", expect_features=model.cfg.feature_config, expect_classes=model.cfg.classes)
     if src.cfg.input_norm != model.cfg.input_norm:
         raise SystemExit(f"--init-from {folder}: input_norm {src.cfg.input_norm} differs from {model.cfg.input_norm}")
     state = {k: v for k, v in src.state_dict().items() if k.startswith(("encoder.", "head."))}
@@ -93,11 +99,7 @@ def init_encoder_from(model: EmotionLSTM, folder: Path) -> None:
     """Copy another trained model's encoder (with its input statistics) into `model`: the same
     features and sizes, any class list (for example a 3-class model starting from the 7-class
     model's encoder, which learnt from every image). The head and the LSTM start fresh."""
-    from facephi_ros.models.lstm import load_model
-
-    src, _ = load_model(folder, expect_features=model.cfg.feature_config)
-    if not isinstance(src, EmotionLSTM):
-        raise SystemExit(f"--init-encoder-from {folder} is an ensemble: start from one of its members")
+    src = load_single(folder, "--init-encoder-from", expect_features=model.cfg.feature_config)
     if (src.cfg.input_norm, src.cfg.encoder_hidden, src.cfg.hidden) != (model.cfg.input_norm, model.cfg.encoder_hidden,
                                                                       model.cfg.hidden):
         raise SystemExit(f"--init-encoder-from {folder}: its encoder's design differs from this model's")
@@ -111,6 +113,16 @@ def holdout(found: np.ndarray, found_any: np.ndarray, fraction: float, rng: np.r
     rng.shuffle(idx)
     val_idx = np.sort(idx[:int(len(idx) * fraction)])
     return np.setdiff1d(np.nonzero(found_any)[0], val_idx), val_idx
+
+
+def validation_split(cfg: dict, data) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) image indices of a training config: the pixel teacher's hold-out
+    (train.val_split: teacher_holdout) or a share drawn with the config's own seed (never the
+    --seed of one training run, so models of different seeds are validated on the same faces)."""
+    tc = cfg["train"]
+    if tc.get("val_split") == "teacher_holdout":  # the images the pixel teacher never trained on
+        return teacher_holdout(cfg["features_dir"], data)
+    return holdout(data.found, data.found_any, tc["val_fraction"], np.random.default_rng(tc["seed"]))
 
 
 def teacher_holdout(features_dir, data) -> tuple[np.ndarray, np.ndarray]:
@@ -183,7 +195,6 @@ def main(argv=None) -> int:
     tc, aug = cfg["train"], SequenceAugment(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg["augment"].items()})
     name = cfg["name"].replace("lstm_", "frame_") if a.per_frame else cfg["name"]
     out = a.out or Path("models") / name
-    rng = np.random.default_rng(tc["seed"])  # the hold-out's seed: always the config's
     if a.seed is not None:
         tc["train_seed"] = a.seed
     train_seed = tc.get("train_seed", tc["seed"])
@@ -197,10 +208,7 @@ def main(argv=None) -> int:
         raise SystemExit("camera_views: true needs views: true")
     data = load_split(cfg["features_dir"], "train", cfg["classes"], views=views, camera_views=camera)
     n_val_views = 1 + len(EXTRA_VIEWS)
-    if tc.get("val_split") == "teacher_holdout":  # the images the pixel teacher never trained on
-        tr_idx, val_idx = teacher_holdout(cfg["features_dir"], data)
-    else:
-        tr_idx, val_idx = holdout(data.found, data.found_any, tc["val_fraction"], rng)
+    tr_idx, val_idx = validation_split(cfg, data)
     lm = torch.from_numpy(data.view_landmarks if views else data.norm_landmarks)
     bs = torch.from_numpy(data.view_blendshapes if views else data.blendshapes)
     vf = torch.from_numpy(data.view_found) if views else None
