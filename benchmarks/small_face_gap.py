@@ -33,14 +33,16 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 
 
-def validation_images(features: Path, classes: list[str], n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, object]:
-    """Indices into train.npz of up to n images of the landmark model's validation share
-    (train_lstm.holdout, seed 0), balanced over classes, and the split."""
+def validation_images(features: Path, classes: list[str], training_config: dict, n: int,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray, object]:
+    """Indices into train.npz of up to n images of the landmark model's validation share (the
+    faces train_lstm.validation_split held out under the model's training config), balanced over
+    classes, and the split."""
     from facephi_ros.data.feature_files import load_split
-    from training.train_lstm import holdout
+    from training.train_lstm import validation_split
 
     data = load_split(features, "train", classes, views=True)
-    _, val_idx = holdout(data.found, data.found_any, 0.1, np.random.default_rng(0))
+    _, val_idx = validation_split(training_config, data)
     rng = np.random.default_rng(seed)
     per = int(np.ceil(n / len(classes)))
     pick = []
@@ -65,7 +67,7 @@ def small_face_predictions(paths: list[str], root: Path, frames: int, settings: 
     MultiFaceLandmarker built with `settings` (MultiFaceConfig fields)."""
     from facephi_ros.bags.make import StreamSpec, camera_jitter, small_face_placer
     from facephi_ros.emotion.estimator import EmotionEstimator
-    from facephi_ros.emotion.label_rule import LabelRuleConfig
+    from facephi_ros.emotion.label_rule import ARGMAX
     from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
     from benchmarks.faces import data_dir
 
@@ -73,7 +75,7 @@ def small_face_predictions(paths: list[str], root: Path, frames: int, settings: 
                       face_moves=True, seed=seed)
     rng = np.random.default_rng(seed + 1)
     place = small_face_placer(spec, rng)
-    est = EmotionEstimator(model_dir, label_rule=LabelRuleConfig(0, 0, 0))
+    est = EmotionEstimator(model_dir, label_rule=ARGMAX)
     cfg = dataclasses.replace(MultiFaceConfig(), **{**node_settings(), **settings})
     preds, spent = np.full(len(paths), -1), []
     with MultiFaceLandmarker(config=cfg) as mf:
@@ -140,7 +142,7 @@ def rescore_with_fresh_windows(bag: Path, recorded: Path) -> dict:
 
     from facephi_ros.bags.io import GT_TOPIC, BagReader, stamp_ns
     from facephi_ros.emotion.estimator import EmotionEstimator
-    from facephi_ros.emotion.label_rule import LabelRuleConfig
+    from facephi_ros.emotion.label_rule import ARGMAX
     from facephi_ros.evaluation.bag_metrics import segment_labels
 
     truth = {}
@@ -157,7 +159,7 @@ def rescore_with_fresh_windows(bag: Path, recorded: Path) -> dict:
     stamps = sorted(truth)
     for s in stamps:
         segs[truth[s][1]].append(s)
-    est = EmotionEstimator(label_rule=LabelRuleConfig(0, 0, 0))
+    est = EmotionEstimator(label_rule=ARGMAX)
     pred = {}  # the model's top class per frame, with a fresh window per segment
     for ss in tqdm(segs.values(), desc="fresh windows", unit="segment"):
         est.reset()
@@ -230,8 +232,8 @@ def main(argv=None) -> int:
         res = rescore_with_fresh_windows(*a.rescore_bag)
         print(json.dumps(res))
         return 0
-    model, _ = load_model(a.model or DEFAULT_MODEL_DIR)
-    idx, labels, data = validation_images(a.features, list(model.cfg.classes), a.images)
+    model, meta = load_model(a.model or DEFAULT_MODEL_DIR)
+    idx, labels, data = validation_images(a.features, list(model.cfg.classes), meta["training_config"], a.images)
     offline = offline_predictions(model, data, idx)
     off_acc = float((offline == labels).mean())
     print(f"offline: {off_acc:.4f} on {len(idx)} held-out training images")

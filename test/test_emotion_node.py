@@ -153,8 +153,9 @@ def test_feature_layout_mismatch(ros, tmp_path):
     _expect_start_failure({"model_dir": str(d)}, "do not match")
 
 
-def test_bad_label_rule_is_refused(ros):
-    _expect_start_failure({"label_margin": -0.5}, "label rule margin must be a finite number >= 0")
+@pytest.mark.parametrize("param", ["label_margin", "label_evidence"])
+def test_bad_label_rule_is_refused(ros, param):
+    _expect_start_failure({param: -0.5}, f"label rule {param[len('label_'):]} must be a finite number >= 0")
 
 
 def test_class_list_mismatch(ros):

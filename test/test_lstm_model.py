@@ -131,12 +131,12 @@ def test_members_of_different_designs_are_refused():
 
 def test_the_estimator_runs_an_ensemble_as_the_mean_of_its_members(tmp_path):
     from facephi_ros.emotion.estimator import EmotionEstimator
-    from facephi_ros.emotion.label_rule import LabelRuleConfig
+    from facephi_ros.emotion.label_rule import ARGMAX
 
     ens = ensemble_of(True)
     for name, m in (("a", ens.members[0]), ("b", ens.members[1]), ("ens", ens)):
         save_model(m, tmp_path / name)
-    est = {k: EmotionEstimator(tmp_path / k, label_rule=LabelRuleConfig(0, 0, 0), hybrid_dir="none") for k in ("a", "b", "ens")}
+    est = {k: EmotionEstimator(tmp_path / k, label_rule=ARGMAX, hybrid_dir="none") for k in ("a", "b", "ens")}
     rng = np.random.default_rng(5)
     for k in range(24):  # past a window restart, so both staggered states are in use
         face = [(1, rng.random((478, 3)).astype(np.float32) * 0.2 + 0.4, rng.random(52).astype(np.float32), np.eye(4))]

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.data.sequences import make_sequences
 from facephi_ros.emotion.estimator import EmotionEstimator
-from facephi_ros.emotion.label_rule import LabelRuleConfig
+from facephi_ros.emotion.label_rule import ARGMAX, LabelRuleConfig
 from facephi_ros.evaluation.metrics import (
     command_line,
     label_flips_per_minute,
@@ -45,7 +45,6 @@ from facephi_ros.landmarks.tracker import FaceTracker
 from training.train_lstm import STREAM_AUGMENT
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-ARGMAX = LabelRuleConfig(0.0, 0.0, 0.0)
 VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov"]
 
 
@@ -146,14 +145,17 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--out", type=Path, default=None, help="default: docs/results/lstm_stream.json "
                     "(--hybrid: docs/results/appearance_stream.json)")
-    ap.add_argument("--label-rule", type=float, nargs=3, default=None, metavar=("MARGIN", "HOLD_S", "SMOOTH_S"),
+    ap.add_argument("--label-rule", type=float, nargs="+", default=None, metavar="X",
                     help="the published label's rule (default: the shipped one), e.g. the one tune_label_rule chose "
-                         "for another --lstm")
+                         "for another --lstm: MARGIN HOLD_S SMOOTH_S [EVIDENCE] (three numbers: evidence 0, the "
+                         "rule before 2026-12-05)")
     ap.add_argument("--hybrid", action="store_true", help="appearance mode: faces carry appearance vectors")
     a = ap.parse_args(argv)
+    if a.label_rule is not None and len(a.label_rule) not in (3, 4):
+        ap.error("--label-rule takes MARGIN HOLD_S SMOOTH_S [EVIDENCE]")
     a.out = a.out or Path("docs/results/appearance_stream.json" if a.hybrid else "docs/results/lstm_stream.json")
     prefix = "appearance_" if a.hybrid else ""  # the plots' names: the landmark run's are not overwritten
-    rule = LabelRuleConfig(*a.label_rule) if a.label_rule else None
+    rule = LabelRuleConfig(*a.label_rule, *([0.0] if len(a.label_rule) == 3 else [])) if a.label_rule else None
     torch.set_num_threads(2)
     appearance, app_test = None, None
     if a.hybrid:

@@ -8,8 +8,9 @@ still camera's jitter, then a face of another class. The shipped LSTM runs over 
 rule of the grid is then applied to its probabilities. A rule is scored on the true changes that
 the model's own argmax follows (it labels the new face right at the end of its segment): the
 share of them whose new label the rule publishes within 1 s (3 frames in a row; never = slower).
-The chosen rule has the fewest label changes per minute among those that follow at least
---min-within-1s of them; ties go to the smaller margin, hold and smoothing.
+Among the rules that follow at least --min-within-1s of them, those within --flips-tolerance
+changes a minute of the calmest are calm enough; of these the rule whose label is right on the
+most frames is chosen (it reacts soonest without changing more often).
 """
 from __future__ import annotations
 
@@ -25,14 +26,15 @@ from tqdm import tqdm
 
 from facephi_ros.data.feature_files import load_split
 from facephi_ros.emotion.estimator import EmotionEstimator
-from facephi_ros.emotion.label_rule import LabelRuleConfig, apply_rule
+from facephi_ros.emotion.label_rule import ARGMAX, LabelRuleConfig, apply_rule
 from facephi_ros.evaluation.metrics import command_line, label_flips_per_minute, write_result
-from training.eval_stream import ARGMAX, followed_changes, labelled_stream, stream_scores
-from training.train_lstm import holdout
+from training.eval_stream import followed_changes, labelled_stream, stream_scores
+from training.train_lstm import validation_split
 
 MARGINS = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3]
 HOLDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
 SMOOTHS = [0.0, 0.1, 0.2, 0.3]
+EVIDENCES = [0.0, 0.025, 0.05, 0.1, 0.15, 0.2]
 
 
 def main(argv=None) -> int:
@@ -44,13 +46,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=30.0)
     ap.add_argument("--min-within-1s", type=float, default=0.97,
                     help="share of scored true changes that must be followed within 1 s (the issue asks 0.95)")
+    ap.add_argument("--flips-tolerance", type=float, default=0.5,
+                    help="changes a minute above the calmest rule still counted as calm (0.5: 5 changes in the "
+                         "10 min stream); among the calm rules the most frames right wins")
     ap.add_argument("--out", type=Path, default=Path("docs/results/label_rule.json"))
     a = ap.parse_args(argv)
     est = EmotionEstimator(a.model, label_rule=ARGMAX)
-    tc = est.meta.get("training_config", {}).get("train", {})
     split = load_split(a.features, "train", est.classes)
-    _, val_idx = holdout(split.found, split.found_any, tc.get("val_fraction", 0.1),
-                         np.random.default_rng(tc.get("seed", 0)))
+    _, val_idx = validation_split(est.meta["training_config"], split)
     hold = int(round(a.hold * a.rate))
     lm, bs, truth, changes, _ = labelled_stream(split, a.segments, hold, seed=11, pool=val_idx[split.found[val_idx]])
     times = np.arange(len(truth)) / a.rate
@@ -59,23 +62,31 @@ def main(argv=None) -> int:
     # every rule is scored on the changes the model's own argmax follows (right at the end of the segment)
     reference = followed_changes(list(probs.argmax(1)), truth, changes, hold)
     grid = []
-    for m, h, sm in tqdm(list(itertools.product(MARGINS, HOLDS, SMOOTHS)), desc="rules"):
-        cfg = LabelRuleConfig(m, h, sm)
+    for m, h, sm, ev in tqdm(list(itertools.product(MARGINS, HOLDS, SMOOTHS, EVIDENCES)), desc="rules"):
+        cfg = LabelRuleConfig(m, h, sm, ev)
         grid.append({**asdict(cfg), **stream_scores(apply_rule(probs, times, cfg), truth, list(times), changes, hold,
                                                     reference=reference)})
     ok = [g for g in grid if g["within_1s"] is not None and g["within_1s"] >= a.min_within_1s]
-    best = min(ok, key=lambda g: (g["flips_per_min"], g["margin"], g["hold_s"], g["smooth_s"]))
-    argmax = next(g for g in grid if g["margin"] == g["hold_s"] == g["smooth_s"] == 0)
+    calmest = min(g["flips_per_min"] for g in ok)
+    # changes a minute within --flips-tolerance of the calmest count as calm (the stream's resolution);
+    # among those the rule whose label is right on the most frames wins (ties: the smaller settings)
+    calm = [g for g in ok if g["flips_per_min"] <= calmest + a.flips_tolerance + 1e-9]
+    best = min(calm, key=lambda g: (-g["frame_accuracy"], g["flips_per_min"], g["margin"], g["hold_s"], g["smooth_s"],
+                                    g["evidence"]))
+    argmax = next(g for g in grid if g["margin"] == g["hold_s"] == g["smooth_s"] == g["evidence"] == 0)
     res = {"model": str(a.model), "stream": {"faces_from": "validation hold-out of the FER2013 training split",
                                              "segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate,
                                              "true_flips_per_min": round(label_flips_per_minute(list(truth), list(times)), 2)},
-           "criterion": f"fewest label changes per minute with within_1s >= {a.min_within_1s}",
+           "criterion": f"within_1s >= {a.min_within_1s}; label changes per minute at most {a.flips_tolerance} above the "
+                        "fewest of those; then the most frames right",
            "chosen": best, "argmax": argmax, "grid": grid, "command": command_line("python -m training.tune_label_rule", argv)}
     print(f"argmax: {argmax['flips_per_min']} changes/min, within 1 s {argmax['within_1s']}")
-    print(f"chosen: margin {best['margin']}, hold {best['hold_s']} s, smooth {best['smooth_s']} s: "
+    print(f"chosen: margin {best['margin']}, hold {best['hold_s']} s, smooth {best['smooth_s']} s, "
+          f"evidence {best['evidence']} (probability x s): "
           f"{best['flips_per_min']} changes/min (truth {res['stream']['true_flips_per_min']}), within 1 s {best['within_1s']}")
     write_result(a.out, res)
-    print(yaml.safe_dump({"label_margin": best["margin"], "label_hold_s": best["hold_s"], "label_smooth_s": best["smooth_s"]}))
+    print(yaml.safe_dump({"label_margin": best["margin"], "label_hold_s": best["hold_s"], "label_smooth_s": best["smooth_s"],
+                          "label_evidence": best["evidence"]}))
     return 0
 
 

@@ -16,8 +16,8 @@ face goes to the landmark model. A face whose inputs change from one to the othe
 window.
 
 The label of each estimate follows a calm rule over the probabilities (label_rule.LabelRule:
-another class must lead the label in force by a margin for a while); the probabilities are the
-model's own, and `confidence` is the model's probability of the published label.
+another class must lead the label in force until its lead summed over time reaches an evidence
+threshold, optionally also by a margin for a minimum time); the probabilities are the model's own, and `confidence` is the model's probability of the published label.
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ class EmotionEstimator:
     def __init__(self, model_dir: str | Path | None = None, window: int | None = None, forget_after: float = 2.0,
                  max_faces: int = 32, expect_classes: list[str] | None = None, threads: int = 1,
                  label_rule: LabelRuleConfig | None = None, hybrid_dir: str | Path | None = None):
-        """label_rule: None = the shipped rule (LabelRuleConfig()); LabelRuleConfig(0, 0, 0) = the argmax.
+        """label_rule: None = the shipped rule (LabelRuleConfig()); label_rule.ARGMAX = the argmax.
         hybrid_dir: the hybrid model for faces with an appearance vector; None = the shipped one with
         the landmark model's classes (none when no shipped one has them); "none" = no hybrid."""
         torch.set_num_threads(threads)

@@ -2,7 +2,9 @@
 
 Parameters: model_dir ('' = the shipped models/lstm_fer7), hybrid_model_dir ('' = the shipped
 hybrid model with the same classes, 'none' = no hybrid), window (0 = the model's), forget_after
-(s), max_faces, expect_classes (empty = accept the model's). Faces that carry an appearance vector
+(s), max_faces, expect_classes (empty = accept the model's), and the published label's rule
+(label_margin, label_hold_s, label_smooth_s, label_evidence: facephi_ros/emotion/label_rule.py;
+all 0 = the argmax). Faces that carry an appearance vector
 (the face-mesh node's appearance mode) are estimated by the hybrid model, the others by the
 landmark model; each estimate's `model` field names the one used. One estimate per face per
 processed frame, stamped with the frame's stamp. Bad faces (wrong lengths, NaN/inf,
@@ -40,7 +42,7 @@ class EmotionNode(ManagedNode):
     def __init__(self, **kwargs):
         super().__init__("emotion", {"model_dir": "", "hybrid_model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
                                      "expect_classes": [""], "label_margin": RULE.margin, "label_hold_s": RULE.hold_s,
-                                     "label_smooth_s": RULE.smooth_s}, **kwargs)
+                                     "label_smooth_s": RULE.smooth_s, "label_evidence": RULE.evidence}, **kwargs)
         self.est = self.pub = self.sub = self.timer = None
 
     def configure(self) -> None:
@@ -50,7 +52,8 @@ class EmotionNode(ManagedNode):
                                f"{p['forget_after']}, {p['max_faces']})")
         expect = [c for c in p["expect_classes"] if c]
         try:
-            rule = LabelRuleConfig(float(p["label_margin"]), float(p["label_hold_s"]), float(p["label_smooth_s"]))
+            rule = LabelRuleConfig(float(p["label_margin"]), float(p["label_hold_s"]), float(p["label_smooth_s"]),
+                                   float(p["label_evidence"]))
         except ValueError as e:
             raise StartupError(str(e)) from None
         try:
