@@ -21,7 +21,7 @@ for tag in fer7 fer3; do   # the per-frame model first: the LSTM starts from it 
   $PY -m training.train_lstm --config training/configs/lstm_$tag.yaml
 done
 $PY -m training.eval_lstm
-$PY -m training.tune_label_rule   # the published label's rule, on held-out training faces (copy it into config/facephi.yaml)
+$PY -m training.tune_label_rule   # the published label's rule, on held-out training faces (copy it into config/facephi.yaml and LabelRuleConfig's defaults: a test checks they agree)
 $PY -m training.eval_stream
 # appearance mode (issue 19): every rendering's aligned crop, the teacher fine-tuned on them (-> models/appearance),
 # its vector of each crop, the hybrid models (~20 min)
