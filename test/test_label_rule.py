@@ -124,14 +124,15 @@ def test_a_stamp_that_goes_back_adds_no_time():
 def test_the_config_file_ships_the_rules_defaults():
     """config/facephi.yaml's label_* values are LabelRuleConfig()'s: the node and the ROS-free
     estimator publish the same label."""
+    from dataclasses import asdict
+
     import yaml
 
     from facephi_ros.paths import shipped
 
     p = yaml.safe_load((shipped("config") / "facephi.yaml").read_text())["emotion"]["ros__parameters"]
-    d = LabelRuleConfig()
-    assert (p["label_margin"], p["label_hold_s"], p["label_smooth_s"], p["label_evidence"]) == \
-        (d.margin, d.hold_s, d.smooth_s, d.evidence)
+    d = asdict(LabelRuleConfig())
+    assert {k: p[f"label_{k}"] for k in d} == d
 
 
 @pytest.mark.parametrize("bad", [dict(margin=-0.1), dict(hold_s=float("nan")), dict(smooth_s=-1), dict(margin=1.0),

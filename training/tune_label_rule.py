@@ -71,9 +71,9 @@ def main(argv=None) -> int:
     # changes a minute within --flips-tolerance of the calmest count as calm (the stream's resolution);
     # among those the rule whose label is right on the most frames wins (ties: the smaller settings)
     calm = [g for g in ok if g["flips_per_min"] <= calmest + a.flips_tolerance + 1e-9]
-    best = min(calm, key=lambda g: (-g["frame_accuracy"], g["flips_per_min"], g["margin"], g["hold_s"], g["smooth_s"],
-                                    g["evidence"]))
-    argmax = next(g for g in grid if g["margin"] == g["hold_s"] == g["smooth_s"] == g["evidence"] == 0)
+    settings = list(asdict(ARGMAX))  # the rule's fields, in order
+    best = min(calm, key=lambda g: (-g["frame_accuracy"], g["flips_per_min"], *(g[k] for k in settings)))
+    argmax = next(g for g in grid if all(g[k] == 0 for k in settings))
     res = {"model": str(a.model), "stream": {"faces_from": "validation hold-out of the FER2013 training split",
                                              "segments": a.segments, "hold_s": a.hold, "rate_hz": a.rate,
                                              "true_flips_per_min": round(label_flips_per_minute(list(truth), list(times)), 2)},
@@ -85,8 +85,7 @@ def main(argv=None) -> int:
           f"evidence {best['evidence']} (probability x s): "
           f"{best['flips_per_min']} changes/min (truth {res['stream']['true_flips_per_min']}), within 1 s {best['within_1s']}")
     write_result(a.out, res)
-    print(yaml.safe_dump({"label_margin": best["margin"], "label_hold_s": best["hold_s"], "label_smooth_s": best["smooth_s"],
-                          "label_evidence": best["evidence"]}))
+    print(yaml.safe_dump({f"label_{k}": best[k] for k in settings}))
     return 0
 
 

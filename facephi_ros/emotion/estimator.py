@@ -17,7 +17,8 @@ window.
 
 The label of each estimate follows a calm rule over the probabilities (label_rule.LabelRule:
 another class must lead the label in force until its lead summed over time reaches an evidence
-threshold, optionally also by a margin for a minimum time); the probabilities are the model's own, and `confidence` is the model's probability of the published label.
+threshold, optionally also by a margin for a minimum time); the probabilities are the model's
+own, and `confidence` is the model's probability of the published label.
 """
 from __future__ import annotations
 

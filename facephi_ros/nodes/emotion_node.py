@@ -13,6 +13,7 @@ out-of-order or duplicate stamps) are skipped with one log line and a /diagnosti
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 
 
 from facephi_ros.msg import EmotionEstimate, FaceLandmarksArray
@@ -41,8 +42,8 @@ class EmotionNode(ManagedNode):
 
     def __init__(self, **kwargs):
         super().__init__("emotion", {"model_dir": "", "hybrid_model_dir": "", "window": 0, "forget_after": 2.0, "max_faces": 32,
-                                     "expect_classes": [""], "label_margin": RULE.margin, "label_hold_s": RULE.hold_s,
-                                     "label_smooth_s": RULE.smooth_s, "label_evidence": RULE.evidence}, **kwargs)
+                                     "expect_classes": [""], **{f"label_{k}": v for k, v in asdict(RULE).items()}},
+                         **kwargs)
         self.est = self.pub = self.sub = self.timer = None
 
     def configure(self) -> None:
@@ -52,8 +53,7 @@ class EmotionNode(ManagedNode):
                                f"{p['forget_after']}, {p['max_faces']})")
         expect = [c for c in p["expect_classes"] if c]
         try:
-            rule = LabelRuleConfig(float(p["label_margin"]), float(p["label_hold_s"]), float(p["label_smooth_s"]),
-                                   float(p["label_evidence"]))
+            rule = LabelRuleConfig(**{k: float(p[f"label_{k}"]) for k in asdict(RULE)})
         except ValueError as e:
             raise StartupError(str(e)) from None
         try:
