@@ -128,17 +128,17 @@ def main(argv=None) -> int:
     from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
     from facephi_ros.landmarks.tracker import FaceTracker
 
-    node_defaults = MultiFaceConfig(min_face_px=24, detect_period_s=0.25, max_faces=10)
+    node_defaults = MultiFaceConfig.from_config_file(max_faces=10)  # config/facephi.yaml's face_mesh settings
     data = data_dir()
     faces_dir = data / "faces"
     rng = np.random.default_rng(0)
     res: dict = {"settings": {"min_face_px": node_defaults.min_face_px, "detect_period_s": node_defaults.detect_period_s,
                               "tile_fraction": node_defaults.tile_fraction, "crop_scale": node_defaults.crop_scale,
-                              "crop_px": node_defaults.crop_px}}
+                              "crop_px": node_defaults.crop_px, "views": list(node_defaults.views)}}
 
     # 1. the group photo
     group = np.ascontiguousarray(cv2.imread(str(faces_dir / "multi_face.jpg"))[:, :, ::-1])
-    with MultiFaceLandmarker(config=MultiFaceConfig(min_face_px=24)) as mf:
+    with MultiFaceLandmarker(config=MultiFaceConfig.from_config_file()) as mf:
         res["group_photo_found"] = len(mf.detect(group))
         real = scenes.real_faces(faces_dir, lambda im: (mf.reset(), mf.detect(im))[1])
     if a.only == "cost":
@@ -174,7 +174,7 @@ def main(argv=None) -> int:
 
     # 2. detection rate by face width
     by_px = {}
-    with MultiFaceLandmarker(config=MultiFaceConfig(min_face_px=node_defaults.min_face_px)) as mf:
+    with MultiFaceLandmarker(config=MultiFaceConfig.from_config_file()) as mf:
         for px in tqdm(WIDTHS, desc="face widths", unit="width"):
             hit, n = scan_rate(mf, pool, bg640, px, rng)
             by_px[str(px)] = round(hit / max(n, 1), 4)
@@ -320,7 +320,7 @@ def group_video(photo: Path, seconds: float = 3.0) -> dict:
     from facephi_ros.landmarks.tracker import FaceTracker
 
     rgb = np.ascontiguousarray(cv2.imread(str(photo))[:, :, ::-1])
-    cfg = MultiFaceConfig(min_face_px=24, detect_period_s=0.25, max_faces=8, asynchronous=True)
+    cfg = MultiFaceConfig.from_config_file(asynchronous=True)
     counts, ids_seen, spent = [], set(), []
     with MultiFaceLandmarker(config=cfg) as mf:
         for found, ids, dt in follow(mf, FaceTracker(), [rgb] * int(seconds * RATE)):

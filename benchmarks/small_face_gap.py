@@ -20,7 +20,6 @@ fresh 16-frame stream above, on images that may be read as often as needed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -62,21 +61,22 @@ def offline_predictions(model, data, idx: np.ndarray) -> np.ndarray:
 
 
 def small_face_predictions(paths: list[str], root: Path, frames: int, settings: dict, model_dir=None,
-                           seed: int = 0) -> tuple[np.ndarray, float]:
+                           seed: int = 0, face_px: tuple[int, int] = (48, 64)) -> tuple[np.ndarray, float]:
     """(prediction per image (-1: no face in the last frame), ms per frame) with the
-    MultiFaceLandmarker built with `settings` (MultiFaceConfig fields)."""
+    MultiFaceLandmarker built with `settings` (MultiFaceConfig fields). The same seed gives every
+    setting the same placements and the same camera jitter, so settings compare image by image."""
     from facephi_ros.bags.make import StreamSpec, camera_jitter, small_face_placer
     from facephi_ros.emotion.estimator import EmotionEstimator
     from facephi_ros.emotion.label_rule import ARGMAX
     from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
     from benchmarks.faces import data_dir
 
-    spec = StreamSpec(canvas=(640, 480), face_px=(48, 64), background=str(data_dir() / "faces" / "no_face.mp4"),
+    spec = StreamSpec(canvas=(640, 480), face_px=tuple(face_px), background=str(data_dir() / "faces" / "no_face.mp4"),
                       face_moves=True, seed=seed)
     rng = np.random.default_rng(seed + 1)
     place = small_face_placer(spec, rng)
     est = EmotionEstimator(model_dir, label_rule=ARGMAX)
-    cfg = dataclasses.replace(MultiFaceConfig(), **{**node_settings(), **settings})
+    cfg = MultiFaceConfig.from_config_file(**settings)  # the node's settings, then this run's
     preds, spent = np.full(len(paths), -1), []
     with MultiFaceLandmarker(config=cfg) as mf:
         for i, p in enumerate(tqdm(paths, desc=" ".join(f"{k}={v}" for k, v in settings.items()) or "default",
@@ -98,16 +98,6 @@ def small_face_predictions(paths: list[str], root: Path, frames: int, settings: 
                 last = int(out[0].probs.argmax())
             preds[i] = -1 if last is None else last
     return preds, 1000 * float(np.median(spent))
-
-
-def node_settings() -> dict:
-    """The MultiFaceConfig the face-mesh node builds from config/facephi.yaml."""
-    import yaml
-
-    p = yaml.safe_load((REPO / "config" / "facephi.yaml").read_text())["face_mesh"]["ros__parameters"]
-    return {"max_faces": p["num_faces"], "min_face_px": p["min_face_px"], "min_detection_confidence": p["new_face_confidence"],
-            "min_presence_confidence": p["min_presence_confidence"], "confirm_confidence": p["confirm_confidence"],
-            "landmark_threads": p["landmark_threads"]}
 
 
 def resampled_offline_predictions(model, paths: list[str], root: Path, seed: int = 0) -> np.ndarray:
@@ -196,14 +186,16 @@ def replay_as_bag(paths: list[str], root: Path, work: Path) -> dict:
 
 
 def parse_setting(s: str) -> dict:
-    """'crop_scale=2.4,crop_px=256' -> MultiFaceConfig fields with their own types."""
+    """'crop_scale=2.4,crop_px=256' -> MultiFaceConfig fields with their own types; a tuple field's
+    items are joined by '+' ('views=plain+mirror')."""
     from facephi_ros.landmarks.multiface import MultiFaceConfig
 
     defaults = MultiFaceConfig()
     out = {}
     for part in filter(None, s.split(",")):
         k, v = part.split("=")
-        out[k] = type(getattr(defaults, k))(float(v))
+        d = getattr(defaults, k)
+        out[k] = tuple(v.split("+")) if isinstance(d, tuple) else type(d)(float(v))
     return out
 
 
@@ -218,6 +210,9 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], help="MultiFaceConfig fields, e.g. crop_scale=2.4,crop_px=256 "
                                                                 "(repeatable: one run each; the default always runs)")
     ap.add_argument("--model", type=Path, default=None, help="emotion model folder (default: the shipped one)")
+    ap.add_argument("--face-px", type=int, nargs=2, default=[48, 64], metavar=("MIN", "MAX"),
+                    help="face widths drawn (default: the small-face bag's 48-64 px)")
+    ap.add_argument("--seed", type=int, default=0, help="placements and camera jitter (the images stay the same)")
     ap.add_argument("--features", type=Path, default=REPO / "runs/features/fer2013")
     ap.add_argument("--root", type=Path, default=REPO.parent / "shared/data/fer2013")
     ap.add_argument("--out", type=Path, default=REPO / "docs/results/small_face_gap.json")
@@ -240,10 +235,12 @@ def main(argv=None) -> int:
     res = resampled_offline_predictions(model, [str(p) for p in data.paths[idx]], a.root)
     r_acc = float((res == labels).mean())
     print(f"offline, resampled as the bag draws a small face: {r_acc:.4f}")
-    runs = {}
+    runs, preds = {}, {}
     for s in [""] + a.set:
         settings = parse_setting(s)
-        pred, ms = small_face_predictions([str(p) for p in data.paths[idx]], a.root, a.frames, settings, a.model)
+        pred, ms = small_face_predictions([str(p) for p in data.paths[idx]], a.root, a.frames, settings, a.model,
+                                          seed=a.seed, face_px=tuple(a.face_px))
+        preds[s or "default"] = pred
         acc = float((pred == labels).mean())
         both = (pred >= 0)
         runs[s or "default"] = {"acc": round(acc, 4), "gap_points": round(100 * (off_acc - acc), 2),
@@ -252,6 +249,10 @@ def main(argv=None) -> int:
                                 "offline_acc_where_found": round(float((offline[both] == labels[both]).mean()), 4),
                                 "agreement_with_offline": round(float((pred[both] == offline[both]).mean()), 4),
                                 "ms_per_frame_p50": round(ms, 2)}
+        if s:  # paired with the default run on the same images and frames
+            d = (pred == labels).astype(float) - (preds["default"] == labels)
+            runs[s].update({"minus_default_points": round(100 * float(d.mean()), 2),
+                            "minus_default_se_points": round(100 * float(d.std() / np.sqrt(len(d))), 2)})
         print(s or "default", runs[s or "default"])
     bag = replay_as_bag([str(p) for p in data.paths[idx]], a.root, a.bag) if a.bag else None
     if bag:
@@ -261,7 +262,7 @@ def main(argv=None) -> int:
     write_result(a.out, {"offline_acc": round(off_acc, 4), "offline_resampled_acc": round(r_acc, 4),
                          "offline_resampled_gap_points": round(100 * (off_acc - r_acc), 2),
                          "model": str(a.model) if a.model else "the shipped lstm_fer7",
-                         "images": int(len(idx)), "frames": a.frames,
+                         "images": int(len(idx)), "frames": a.frames, "face_px": list(a.face_px), "seed": a.seed,
                          "split": "train (the landmark model's held-out validation share)", "runs": runs,
                          **({"bag": bag} if bag else {}),
                          "command": command_line("python -m benchmarks.small_face_gap", argv)})

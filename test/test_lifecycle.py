@@ -110,6 +110,7 @@ def test_face_mesh_and_emotion_work_only_while_active(probe, faces_dir, posed):
     ("emotion_node", {"model_dir": "/nonexistent/model"}, "/nonexistent/model/model.json not found"),
     ("face_mesh_node", {"num_faces": 0}, "num_faces and min_hits must be >= 1"),
     ("face_mesh_node", {"min_face_px": 4}, "min_face_px >= 8"),
+    ("face_mesh_node", {"landmark_views": ["plain", "sideways"]}, "landmark_views must name one or more of"),
     ("camera_node", {"source": "/nonexistent/clip.mp4"}, "cannot open video file /nonexistent/clip.mp4: no such file"),
 ])
 def test_failed_configure_is_one_line_and_the_node_stays_up(probe, node, params, expected):

@@ -21,6 +21,9 @@ So this module splits the two jobs (docs/faces.md has the measurements behind ea
   of a frame are landmarked `landmark_threads` at a time, each thread with a landmarker of its
   own (MediaPipe releases the GIL while it runs): with 2 threads an extra face costs about half
   the wall time, with the same landmarks.
+* Views (`views`, landmarks/views.py): a tracked face's crop can be cut a different way on
+  successive frames (mirrored, a little tighter or wider), as the training images are rendered;
+  a mirrored crop's mesh is mirrored back.
 * Tracking: a face's landmarks in one frame give its crop in the next, as MediaPipe's own
   VIDEO mode does inside one image; the detector only has to find faces that walk in. Two crops
   that land on the same face are merged.
@@ -43,6 +46,7 @@ import numpy as np
 
 from ..assets import AssetError, require
 from .landmarker import SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE, FaceMesh, Landmarker, mesh_bbox
+from .views import CropView, flipped, parse_views, unflip
 
 DETECTOR_MEMBER = "face_detector.tflite"
 
@@ -73,11 +77,35 @@ class MultiFaceConfig:
     tile_fraction: float = 0.16  # the smallest face fills this fraction of a tile's side
     duplicate_iou: float = 0.4  # two faces overlapping more than this are one face
     landmark_threads: int = 2  # the faces of one frame are landmarked this many at a time (one landmarker each)
+    views: tuple[str, ...] = ("plain",)  # crop views taken in turn, one per frame (landmarks/views.py)
+
+    @classmethod
+    def from_node_params(cls, params: dict, **over) -> "MultiFaceConfig":
+        """The configuration the face-mesh node builds from its parameters (config/facephi.yaml's
+        face_mesh section, or the node's own), with `over` on top."""
+        p = params
+        return cls(**{"max_faces": p["num_faces"], "min_face_px": p["min_face_px"], "detect_period_s": p["detect_period_s"],
+                      "min_detection_confidence": p["new_face_confidence"],
+                      "min_presence_confidence": p["min_presence_confidence"],
+                      "confirm_confidence": p["confirm_confidence"], "landmark_threads": p["landmark_threads"],
+                      "views": tuple(p["landmark_views"]), **over})
+
+    @classmethod
+    def from_config_file(cls, path: str | Path | None = None, **over) -> "MultiFaceConfig":
+        """The node's configuration as the shipped config/facephi.yaml (or `path`) sets it: what
+        offline tools use to landmark as the node does."""
+        import yaml
+
+        from ..paths import shipped
+
+        path = Path(path) if path else shipped("config") / "facephi.yaml"
+        return cls.from_node_params(yaml.safe_load(path.read_text())["face_mesh"]["ros__parameters"], **over)
 
     def check(self) -> None:
         if self.max_faces < 1 or self.min_face_px < 8 or self.crop_px < 64 or not self.detect_period_s >= 0:
             raise ValueError(f"max_faces must be >= 1, min_face_px >= 8, crop_px >= 64, detect_period_s >= 0 (got "
                              f"{self.max_faces}, {self.min_face_px}, {self.crop_px}, {self.detect_period_s})")
+        parse_views(self.views)
         if not 1 <= self.landmark_threads <= 16:
             raise ValueError(f"landmark_threads must be within [1, 16], got {self.landmark_threads}")
         if not 0 <= self.scan_nice <= 19 or not 0.01 <= self.max_scan_share <= 1.0:
@@ -285,6 +313,8 @@ class MultiFaceLandmarker:
     def __init__(self, model_path: str | Path | None = None, config: MultiFaceConfig = MultiFaceConfig()):
         config.check()
         self.cfg = config
+        self._views = parse_views(config.views)
+        self._frame = 0  # frames landmarked: picks each frame's view
         path = require("face_landmarker", model_path)
         self._detector = self._confirmer = self._thread = self._pool = None
         self._landmarkers: list[Landmarker] = []
@@ -327,6 +357,7 @@ class MultiFaceLandmarker:
             self.regions = []
             self._found = []
             self._last_scan_ms = None
+            self._frame = 0
 
     def windows(self, width: int, height: int) -> list[tuple[int, int, int]]:
         if (width, height) != self._size:
@@ -423,11 +454,13 @@ class MultiFaceLandmarker:
             if not any(box_iou(b, r) > 0.2 or _inside(b, r) or part_of(b, r) for r in candidates):
                 candidates.append(b)
         meshes: list[FaceMesh] = []
+        view = self._views[self._frame % len(self._views)]
+        self._frame += 1
         k = 0
         while k < len(candidates) and len(meshes) < cfg.max_faces:
             # as many candidates as there are free places, landmarked side by side, then taken in order
             batch = candidates[k:k + cfg.max_faces - len(meshes)]
-            for i, mesh in enumerate(self._landmark_all(rgb, batch), start=k):
+            for i, mesh in enumerate(self._landmark_all(rgb, batch, view), start=k):
                 if mesh is None:
                     continue
                 if min(mesh.bbox[2], mesh.bbox[3]) < cfg.min_face_px * 0.5:
@@ -468,42 +501,46 @@ class MultiFaceLandmarker:
                 return True
         return False
 
-    def _landmark_all(self, rgb: np.ndarray, boxes: list[np.ndarray]) -> list[FaceMesh | None]:
-        """The face in each box's crop (None where there is none), on landmark_threads threads."""
+    def _landmark_all(self, rgb: np.ndarray, boxes: list[np.ndarray],
+                      view: CropView = CropView("plain")) -> list[FaceMesh | None]:
+        """The face in each box's crop cut the view's way (None where there is none), on
+        landmark_threads threads."""
         if self._pool is None or len(boxes) < 2:
-            found = [self._face_in(rgb, b) for b in boxes]
+            found = [self._face_in(rgb, b, view) for b in boxes]
         else:
-            found = list(self._pool.map(lambda b: self._face_in(rgb, b), boxes))
+            found = list(self._pool.map(lambda b: self._face_in(rgb, b, view), boxes))
         self.stats["crops"] += sum(n for _, n in found)
         return [m for m, _ in found]
 
-    def _face_in(self, rgb: np.ndarray, box: np.ndarray) -> tuple[FaceMesh | None, int]:
+    def _face_in(self, rgb: np.ndarray, box: np.ndarray, view: CropView = CropView("plain")) -> tuple[FaceMesh | None, int]:
         """The face in a box's crop, and how many crops that took. Thread-safe: it holds a
         landmarker of its own meanwhile. When the first crop shows no face, one wider crop
         (retry_scale) gives more context: a face that moved more than its crop allowed, or one
         the landmarker's own detector misses when it fills the crop (about half of the misses of
-        48-64 px faces in 640x480 frames, measured on FER2013 training images)."""
+        48-64 px faces in 640x480 frames, measured on FER2013 training images). The view scales
+        both crops and may mirror them; a mirrored crop's mesh is mirrored back."""
         lm = self._free.get()
         crops = 0
         try:
             for scale in (self.cfg.crop_scale, self.cfg.retry_scale):
-                cut = self._cut(rgb, box, scale) if scale else None
+                cut = self._cut(rgb, box, scale, view.zoom) if scale else None
                 if cut is None:
                     continue
                 crops += 1
                 crop, x0, y0, side = cut
-                found = lm.detect(crop)
+                found = lm.detect(flipped(crop) if view.flip else crop)
                 if found:
-                    return to_frame(found[0], x0, y0, side, rgb.shape[1], rgb.shape[0]), crops
+                    mesh = unflip(found[0]) if view.flip else found[0]
+                    return to_frame(mesh, x0, y0, side, rgb.shape[1], rgb.shape[0]), crops
             return None, crops
         finally:
             self._free.put(lm)
 
-    def _cut(self, rgb: np.ndarray, box: np.ndarray, scale: float) -> tuple | None:
-        """(crop, x0, y0, side) around a box at this scale, or None when it misses the frame."""
+    def _cut(self, rgb: np.ndarray, box: np.ndarray, scale: float, zoom: float = 1.0) -> tuple | None:
+        """(crop, x0, y0, side) around a box at this scale times zoom, or None when it misses the frame."""
         if scale == self.cfg.crop_scale and max(box[2], box[3]) < self.cfg.padded_crop_below_px:
             return padded_crop(rgb, box)
-        return square_crop(rgb, box, scale, self.cfg.crop_px, self.cfg.upscale_sharpen)
+        return square_crop(rgb, box, scale * zoom, self.cfg.crop_px, self.cfg.upscale_sharpen)
 
     def close(self) -> None:
         if self._thread is not None:

@@ -63,7 +63,7 @@ class FaceMeshNode(ManagedNode):
             "min_tracking_confidence": 0.5, "max_missed_frames": 15, "min_hits": 2,
             "publish_debug_image": False, "max_image_pixels": 4096 * 4096, "video_mode": True,
             "multi_face": True, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
-            "confirm_confidence": 0.65, "landmark_threads": 2, "appearance": False, "appearance_model": "", "appearance_threads": 2,
+            "confirm_confidence": 0.65, "landmark_threads": 2, "landmark_views": ["plain"], "appearance": False, "appearance_model": "", "appearance_threads": 2,
             "appearance_precision": "auto",
         }, **kwargs)
         self.appearance = None
@@ -146,11 +146,7 @@ class FaceMeshNode(ManagedNode):
         self.pub = self.debug_pub = None
 
     def _multi_config(self) -> MultiFaceConfig:
-        p = self.p
-        return MultiFaceConfig(max_faces=p["num_faces"], min_face_px=p["min_face_px"], detect_period_s=p["detect_period_s"],
-                               asynchronous=True, min_detection_confidence=p["new_face_confidence"],
-                               min_presence_confidence=p["min_presence_confidence"],
-                               confirm_confidence=p["confirm_confidence"], landmark_threads=p["landmark_threads"])
+        return MultiFaceConfig.from_node_params(self.p, asynchronous=True)
 
     def _make_landmarker(self) -> Landmarker | MultiFaceLandmarker:
         if self.p["multi_face"]:
