@@ -1,7 +1,11 @@
 """Stability and responsiveness of the emotion estimate on streams (issue 3, item 7).
 
 1. Real videos (../shared/data/faces/*.mp4|mov): MediaPipe + tracker + EmotionEstimator, the
-   node's own code, with the LSTM and with the per-frame baseline: label flips per minute.
+   node's own code, with the LSTM and with the per-frame baseline: label flips per minute. The
+   faces are landmarked as the face-mesh node does by default (--landmarker node: the multi-face
+   finder with config/facephi.yaml's settings, crop views included; --views overrides those) or
+   with MediaPipe's whole-frame detector in VIDEO mode (--landmarker whole-frame: multi_face
+   false, and every figure recorded before 2026-12-05).
 2. Labelled streams from FER2013 test faces: each face is held for --hold seconds at 30 Hz
    (camera-like jitter, as in training), then the next face of another class appears abruptly.
    Reaction time = seconds from a change until the LSTM's label equals the new truth for 3
@@ -41,6 +45,7 @@ from facephi_ros.evaluation.metrics import (
     write_result,
 )
 from facephi_ros.landmarks.landmarker import Landmarker
+from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
 from facephi_ros.landmarks.tracker import FaceTracker
 from training.train_lstm import STREAM_AUGMENT
 
@@ -48,14 +53,24 @@ DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 VIDEOS = ["WolfgangLanger_Pexels.mp4", "single_face.mp4", "face_noface.mov", "noface_face.mov"]
 
 
-def video_labels(path: Path, estimators: dict, appearance=None) -> tuple[dict, list[float], float]:
+def video_landmarker(kind: str, views: str | None = None):
+    """The landmarker the videos go through: the face-mesh node's default (`node`, crop views
+    from config/facephi.yaml unless `views` names others) or the whole-frame detector."""
+    if kind == "whole-frame":
+        return Landmarker(num_faces=2)
+    over = {"views": tuple(views.split(","))} if views else {}
+    return MultiFaceLandmarker(config=MultiFaceConfig.from_config_file(**over))
+
+
+def video_labels(path: Path, estimators: dict, appearance=None, landmarker: str = "node",
+                 views: str | None = None) -> tuple[dict, list[float], float]:
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     tracker = FaceTracker()
     labels = {k: [] for k in estimators}
     times = []
     k = 0
-    with Landmarker(num_faces=2) as lm:
+    with video_landmarker(landmarker, views) as lm:
         while True:
             ok, f = cap.read()
             if not ok:
@@ -150,6 +165,11 @@ def main(argv=None) -> int:
                          "for another --lstm: MARGIN HOLD_S SMOOTH_S [EVIDENCE] (three numbers: evidence 0, the "
                          "rule before 2026-12-05)")
     ap.add_argument("--hybrid", action="store_true", help="appearance mode: faces carry appearance vectors")
+    ap.add_argument("--landmarker", choices=["node", "whole-frame"], default="node",
+                    help="how the videos' faces are landmarked: as the face-mesh node does by default (the "
+                         "multi-face finder, config/facephi.yaml) or with the whole-frame detector (multi_face: false)")
+    ap.add_argument("--views", default=None, help="with --landmarker node: crop views in place of the config's, "
+                                                  "comma-separated (e.g. plain)")
     a = ap.parse_args(argv)
     if a.label_rule is not None and len(a.label_rule) not in (3, 4):
         ap.error("--label-rule takes MARGIN HOLD_S SMOOTH_S [EVIDENCE]")
@@ -177,7 +197,7 @@ def main(argv=None) -> int:
     videos, flips = {}, {"lstm": [], "lstm_argmax": [], "per_frame": []}
     total_s = 0.0
     for name in tqdm(VIDEOS, desc="videos"):
-        labels, times, dur = video_labels(a.data / "faces" / name, estimators(), appearance)
+        labels, times, dur = video_labels(a.data / "faces" / name, estimators(), appearance, a.landmarker, a.views)
         if len(times) < 2:
             continue
         span = times[-1] - times[0]
@@ -226,6 +246,8 @@ def main(argv=None) -> int:
     talking = videos.get(VIDEOS[0], {})
     res = {
         "label_rule": asdict(ests["lstm"].rule.cfg),
+        "videos_landmarker": a.landmarker if a.landmarker == "whole-frame" else
+        f"node (multi-face finder, views {a.views or ','.join(MultiFaceConfig.from_config_file().views)})",
         "flips_per_min_talking_clip": talking.get("flips_per_min_lstm"),
         "flips_per_min_talking_clip_argmax": talking.get("flips_per_min_lstm_argmax"),
         "flips_per_min_talking_clip_per_frame": talking.get("flips_per_min_per_frame"),
