@@ -2,7 +2,8 @@
 landmark model's validation share), each held `--hold` s at one place of a 640x480 frame of the
 empty room with the bag's per-frame jitter, then the next face (another class) at the same
 place, as in the labelled bags. Every `--views` setting landmarks the same frames with the
-MultiFaceLandmarker built from config/facephi.yaml (its landmark_views replaced), and the shipped
+MultiFaceLandmarker built from config/facephi.yaml (its landmark_views replaced; scans synchronous,
+so that a run repeats exactly), and the shipped
 LSTM reads them through EmotionEstimator twice: with the shipped label rule (the published label)
 and its argmax (the probabilities' top class). Reported per setting: label changes per minute,
 true changes followed within 1 s, frames right, segments right (majority of each segment's

@@ -94,3 +94,60 @@ def test_offline_tools_landmark_with_the_node_settings():
         (p["num_faces"], p["new_face_confidence"], p["confirm_confidence"], p["landmark_threads"])
     cfg.check()
     assert MultiFaceConfig.from_config_file(views=("plain",), asynchronous=True).views == ("plain",)
+
+
+def _turned_head(yaw_deg: float, roll_deg: float) -> np.ndarray:
+    y, r = np.radians(yaw_deg), np.radians(roll_deg)
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    m = np.eye(4)
+    m[:3, :3] = rz @ ry
+    m[:3, 3] = [1.0, -2.0, -40.0]
+    return m
+
+
+def test_a_mirrored_mesh_comes_back_as_the_camera_shows_the_face():
+    """unflip (a mesh found in a mirrored crop -> the unmirrored crop's view): x mirrored within the
+    crop, each landmark's index swapped with its partner's, left and right blendshapes swapped, and
+    the head's yaw and roll change sign while pitch stays; twice is the identity."""
+    from facephi_ros.features.normalize import landmark_mirror, pose_angles
+    from facephi_ros.landmarks.landmarker import BLENDSHAPE_NAMES, FaceMesh
+    from facephi_ros.landmarks.views import unflip
+
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(0.2, 0.8, (478, 3)).astype(np.float32)
+    bs = rng.uniform(0, 1, 52).astype(np.float32)
+    mesh = FaceMesh(lm, bs, _turned_head(20.0, 8.0), np.zeros(4, np.float32))
+    back = unflip(mesh)
+    mirror = landmark_mirror()
+    np.testing.assert_allclose(back.landmarks[:, 0], 1.0 - lm[mirror, 0], atol=1e-6)
+    np.testing.assert_allclose(back.landmarks[:, 1:], lm[mirror, 1:], atol=1e-6)
+    left, right = BLENDSHAPE_NAMES.index("eyeBlinkLeft"), BLENDSHAPE_NAMES.index("eyeBlinkRight")
+    assert back.blendshapes[left] == bs[right] and back.blendshapes[right] == bs[left]
+    yaw, pitch, roll = pose_angles(mesh.matrix)
+    np.testing.assert_allclose(pose_angles(back.matrix), [-yaw, pitch, -roll], atol=1e-6)
+    twice = unflip(back)
+    np.testing.assert_allclose(twice.landmarks, lm, atol=1e-6)
+    np.testing.assert_allclose(twice.blendshapes, bs)
+    np.testing.assert_allclose(twice.matrix, mesh.matrix, atol=1e-9)
+
+
+def test_a_zoomed_view_cuts_a_crop_zoom_times_as_wide():
+    """zoom-in and mirror-zoom-out change the side of the square cut from the frame by their zoom
+    (the crop the landmarker sees keeps crop_px); the plain view cuts crop_scale times the box."""
+    rgb = np.zeros((480, 640, 3), np.uint8)
+    box = np.array([250.0, 180.0, 100.0, 100.0], np.float32)
+    with MultiFaceLandmarker(config=MultiFaceConfig(min_face_px=24, confirm_confidence=0)) as mf:
+        sides = {name: mf._cut(rgb, box, mf.cfg.crop_scale, v.zoom)[3] for name, v in CROP_VIEWS.items()}
+        assert mf._cut(rgb, box, mf.cfg.crop_scale, CROP_VIEWS["zoom-in"].zoom)[0].shape == (192, 192, 3)
+    assert sides["plain"] == sides["mirror"] == round(100 * mf.cfg.crop_scale)
+    assert sides["zoom-in"] == round(100 * mf.cfg.crop_scale * CROP_VIEWS["zoom-in"].zoom) < sides["plain"]
+    assert sides["mirror-zoom-out"] == round(100 * mf.cfg.crop_scale * CROP_VIEWS["mirror-zoom-out"].zoom) > sides["plain"]
+
+
+def test_views_from_node_parameters_as_a_list_a_string_or_absent():
+    base = {"num_faces": 8, "min_face_px": 24, "detect_period_s": 0.25, "new_face_confidence": 0.6,
+            "min_presence_confidence": 0.5, "confirm_confidence": 0.65, "landmark_threads": 2}
+    assert MultiFaceConfig.from_node_params(base).views == ("plain",)
+    assert MultiFaceConfig.from_node_params(base | {"landmark_views": "plain, mirror"}).views == ("plain", "mirror")
+    assert MultiFaceConfig.from_node_params(base | {"landmark_views": ["mirror"]}).views == ("mirror",)

@@ -3,7 +3,8 @@
 1. Real videos (../shared/data/faces/*.mp4|mov): MediaPipe + tracker + EmotionEstimator, the
    node's own code, with the LSTM and with the per-frame baseline: label flips per minute. The
    faces are landmarked as the face-mesh node does by default (--landmarker node: the multi-face
-   finder with config/facephi.yaml's settings, crop views included; --views overrides those) or
+   finder with config/facephi.yaml's settings, crop views included, its scans run synchronously so
+   that a run repeats exactly; --views overrides the views) or
    with MediaPipe's whole-frame detector in VIDEO mode (--landmarker whole-frame: multi_face
    false, and every figure recorded before 2026-12-05).
 2. Labelled streams from FER2013 test faces: each face is held for --hold seconds at 30 Hz

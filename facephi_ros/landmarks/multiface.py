@@ -84,11 +84,13 @@ class MultiFaceConfig:
         """The configuration the face-mesh node builds from its parameters (config/facephi.yaml's
         face_mesh section, or the node's own), with `over` on top."""
         p = params
+        views = p.get("landmark_views", cls.views)
+        views = tuple(views.replace(" ", "").split(",")) if isinstance(views, str) else tuple(views)
         return cls(**{"max_faces": p["num_faces"], "min_face_px": p["min_face_px"], "detect_period_s": p["detect_period_s"],
                       "min_detection_confidence": p["new_face_confidence"],
                       "min_presence_confidence": p["min_presence_confidence"],
                       "confirm_confidence": p["confirm_confidence"], "landmark_threads": p["landmark_threads"],
-                      "views": tuple(p["landmark_views"]), **over})
+                      "views": views, **over})
 
     @classmethod
     def from_config_file(cls, path: str | Path | None = None, **over) -> "MultiFaceConfig":
@@ -537,7 +539,9 @@ class MultiFaceLandmarker:
             self._free.put(lm)
 
     def _cut(self, rgb: np.ndarray, box: np.ndarray, scale: float, zoom: float = 1.0) -> tuple | None:
-        """(crop, x0, y0, side) around a box at this scale times zoom, or None when it misses the frame."""
+        """(crop, x0, y0, side) around a box at this scale times zoom, or None when it misses the frame.
+        A face cut as the training images are prepared (padded_crop_below_px, off by default) keeps
+        that framing: a view's zoom does not apply to it, its mirroring does."""
         if scale == self.cfg.crop_scale and max(box[2], box[3]) < self.cfg.padded_crop_below_px:
             return padded_crop(rgb, box)
         return square_crop(rgb, box, scale * zoom, self.cfg.crop_px, self.cfg.upscale_sharpen)
