@@ -39,6 +39,7 @@ def stream_run(views: str, segments: int, hold_s: float, face_px: tuple[int, int
     from facephi_ros.bags.make import StreamSpec, camera_jitter, small_face_placer
     from facephi_ros.emotion.estimator import DEFAULT_MODEL_DIR, EmotionEstimator
     from facephi_ros.emotion.label_rule import ARGMAX
+    from facephi_ros.evaluation.bag_metrics import segment_labels
     from facephi_ros.evaluation.metrics import label_flips_per_minute
     from facephi_ros.landmarks.multiface import MultiFaceConfig, MultiFaceLandmarker
     from facephi_ros.models.lstm import load_model
@@ -65,7 +66,7 @@ def stream_run(views: str, segments: int, hold_s: float, face_px: tuple[int, int
     truth, times = [], []
     root = REPO.parent / "shared" / "data" / "fer2013"
     k = 0
-    with MultiFaceLandmarker(config=MultiFaceConfig.from_config_file(views=tuple(views.split(",")))) as mf:
+    with MultiFaceLandmarker(config=MultiFaceConfig.from_config_file(views=views)) as mf:
         for s, j in enumerate(tqdm(order, desc=views, unit="face")):
             canvas = place(str(root / str(data.paths[idx][j])), s)
             for _ in range(hold):
@@ -85,11 +86,11 @@ def stream_run(views: str, segments: int, hold_s: float, face_px: tuple[int, int
     truth_a = np.array(truth)
     changes = [i * hold for i in range(1, len(order))]
     res: dict = {"views": views, "true_flips_per_min": round(label_flips_per_minute(truth, times), 2)}
+    segment = [i // hold for i in range(len(truth))]
     for name in ("label", "argmax"):
         sc = stream_scores(pred[name], truth_a, times, changes, hold)
-        second = np.array(pred[name]).reshape(len(order), hold)[:, hold // 2:]
-        seg = [np.bincount(r[r >= 0], minlength=len(classes)).argmax() if (r >= 0).any() else -1 for r in second]
-        sc["segment_accuracy"] = round(float((np.array(seg) == labels[order]).mean()), 4)
+        seg_true, seg_pred = segment_labels(pred[name], truth, segment)  # as the bag evaluation scores segments
+        sc["segment_accuracy"] = round(float((np.array(seg_pred) == np.array(seg_true)).mean()), 4)
         res[name] = sc
     return res
 

@@ -59,8 +59,7 @@ def video_landmarker(kind: str, views: str | None = None):
     from config/facephi.yaml unless `views` names others) or the whole-frame detector."""
     if kind == "whole-frame":
         return Landmarker(num_faces=2)
-    over = {"views": tuple(views.split(","))} if views else {}
-    return MultiFaceLandmarker(config=MultiFaceConfig.from_config_file(**over))
+    return MultiFaceLandmarker(config=MultiFaceConfig.from_config_file(**({"views": views} if views else {})))
 
 
 def video_labels(path: Path, estimators: dict, appearance=None, landmarker: str = "node",

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..assets import AssetError, require
 from .landmarker import SMALL_IMAGE_PAD, SMALL_IMAGE_UPSCALE, FaceMesh, Landmarker, mesh_bbox
-from .views import CropView, flipped, parse_views, unflip
+from .views import CropView, flipped, parse_views, unflip, view_names
 
 DETECTOR_MEMBER = "face_detector.tflite"
 
@@ -82,10 +82,10 @@ class MultiFaceConfig:
     @classmethod
     def from_node_params(cls, params: dict, **over) -> "MultiFaceConfig":
         """The configuration the face-mesh node builds from its parameters (config/facephi.yaml's
-        face_mesh section, or the node's own), with `over` on top."""
+        face_mesh section, or the node's own), with `over` on top. Views may be given as a list of
+        names or a comma-separated string, in the parameters or in `over`."""
         p = params
-        views = p.get("landmark_views", cls.views)
-        views = tuple(views.replace(" ", "").split(",")) if isinstance(views, str) else tuple(views)
+        views = view_names(over.pop("views", p.get("landmark_views", cls.views)))
         return cls(**{"max_faces": p["num_faces"], "min_face_px": p["min_face_px"], "detect_period_s": p["detect_period_s"],
                       "min_detection_confidence": p["new_face_confidence"],
                       "min_presence_confidence": p["min_presence_confidence"],

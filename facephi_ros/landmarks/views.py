@@ -49,15 +49,20 @@ CROP_VIEWS = {v.name: v for v in (
 )}
 
 
-def parse_views(names) -> tuple[CropView, ...]:
-    """The views named, in order (a comma-separated string or a sequence). ValueError, in one
-    line, for an empty list or an unknown name."""
+def view_names(names) -> tuple[str, ...]:
+    """A view list as names: a comma-separated string ("plain, mirror") or a sequence of names."""
     if isinstance(names, str):
-        names = [n for n in names.replace(" ", "").split(",") if n]
-    names = list(names)
+        return tuple(n for n in names.replace(" ", "").split(",") if n)
+    return tuple(names)
+
+
+def parse_views(names) -> tuple[CropView, ...]:
+    """The views named, in order (see view_names). ValueError, in one line, for an empty list or
+    an unknown name."""
+    names = view_names(names)
     unknown = [n for n in names if n not in CROP_VIEWS]
     if not names or unknown:
-        raise ValueError(f"landmark_views must name one or more of {list(CROP_VIEWS)}, got {names}")
+        raise ValueError(f"landmark_views must name one or more of {list(CROP_VIEWS)}, got {list(names)}")
     return tuple(CROP_VIEWS[n] for n in names)
 
 
